@@ -1,0 +1,66 @@
+"""offload: background jobs for Python web applications.
+
+Embedded SQLite by default, PostgreSQL to scale out, one API for both::
+
+    from offload import Offload
+
+    app = Offload()                       # OFFLOAD_URL, else sqlite:///offload.db
+
+    @app.task(retries=3, timeout=60)
+    def send_welcome(user_id: int) -> None: ...
+
+    job = send_welcome.enqueue(42)        # stored and committed
+    job.wait(timeout=10).result()         # run by `offload worker --app myapp:app`
+"""
+
+from __future__ import annotations
+
+from offload.app import Offload
+from offload.context import JobContext, current_job
+from offload.errors import (
+    Cancel,
+    ConfigError,
+    JobCancelled,
+    JobFailed,
+    JobNotFinished,
+    JobNotFound,
+    OffloadError,
+    Retry,
+    SerializationError,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+    TaskNotFound,
+    WaitTimeout,
+)
+from offload.jobs import Job
+from offload.settings import Settings
+from offload.store.base import JobState, Progress
+from offload.tasks import Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Cancel",
+    "ConfigError",
+    "Job",
+    "JobCancelled",
+    "JobContext",
+    "JobFailed",
+    "JobNotFinished",
+    "JobNotFound",
+    "JobState",
+    "Offload",
+    "OffloadError",
+    "Progress",
+    "Retry",
+    "SerializationError",
+    "Settings",
+    "StoreError",
+    "StoreFull",
+    "StoreUnavailable",
+    "Task",
+    "TaskNotFound",
+    "WaitTimeout",
+    "current_job",
+]

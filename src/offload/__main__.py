@@ -1,0 +1,3 @@
+from offload.cli import main
+
+main(prog_name="offload")

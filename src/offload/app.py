@@ -1,0 +1,252 @@
+"""The app: settings, the task registry and the store handle."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Concatenate, Literal, TypeVar, overload
+
+from offload.context import JobContext
+from offload.errors import ConfigError, JobNotFound, TaskNotFound
+from offload.jobs import Job
+from offload.settings import Settings
+from offload.store.base import JobRecord, JobState, NewJob, Progress, Store
+from offload.tasks import P, R, Task, TaskOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Offload:
+    """An offload app. Building it does no I/O; the store opens on first use.
+
+    >>> app = Offload()                          # OFFLOAD_URL, else sqlite:///offload.db
+    >>> app = Offload("sqlite:///jobs.db", lease=10)
+    >>> @app.task(retries=5)
+    ... def send_mail(to: str) -> None: ...
+    >>> job = send_mail.enqueue("ada@example.com")
+    """
+
+    def __init__(
+        self, url: str | None = None, *, settings: Settings | None = None, **overrides: Any
+    ) -> None:
+        if settings is not None and (url is not None or overrides):
+            raise ConfigError("pass either settings= or url/keyword settings, not both")
+        self.settings = settings or Settings.from_env(url=url, **overrides)
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self._store: Store | None = None
+        self._store_pid = 0
+
+    # -- the store -----------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        """The store, opened on first use (and again in a forked child)."""
+        if self._store is None or self._store_pid != os.getpid():
+            from offload.store import open_store
+
+            self._store = open_store(self.settings)
+            self._store_pid = os.getpid()
+        return self._store
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema; returns its version."""
+        return self.store.migrate()
+
+    def close(self) -> None:
+        """Close the store's connections (it reopens on next use)."""
+        if self._store is not None and self._store_pid == os.getpid():
+            self._store.close()
+        self._store = None
+
+    # -- tasks -----------------------------------------------------------------------------
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        *,
+        context: Literal[True],
+        name: str | None = ...,
+        queue: str = ...,
+        priority: int = ...,
+        retries: int = ...,
+        backoff: float | Sequence[float] = ...,
+        timeout: float | None = ...,
+        memory_limit: int | None = ...,
+    ) -> Callable[[Callable[Concatenate[JobContext, P], Awaitable[R] | R]], Task[P, R]]: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        *,
+        context: Literal[False] = ...,
+        name: str | None = ...,
+        queue: str = ...,
+        priority: int = ...,
+        retries: int = ...,
+        backoff: float | Sequence[float] = ...,
+        timeout: float | None = ...,
+        memory_limit: int | None = ...,
+    ) -> Callable[[Callable[P, Awaitable[R] | R]], Task[P, R]]: ...
+
+    @overload
+    def task(self, fn: Callable[P, R]) -> Task[P, R]: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        context: bool = False,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        retries: int = 3,
+        backoff: float | Sequence[float] = 2.0,
+        timeout: float | None = None,
+        memory_limit: int | None = None,
+    ) -> Any:
+        """Register a function as a task (use as ``@app.task`` or ``@app.task(...)``).
+
+        Options are validated here: ``name`` (default ``module.qualname``), ``queue``,
+        ``priority`` (higher first), ``retries`` (after the first attempt),
+        ``backoff`` (seconds, exponential with jitter; or a list of delays), ``timeout``
+        (seconds; the worker kills the job from outside), ``memory_limit`` (bytes),
+        ``context`` (pass a :class:`JobContext` as the first argument).
+        """
+
+        def register(func: Callable[..., Any]) -> Task[Any, Any]:
+            task_name = name or f"{func.__module__}.{func.__qualname__}"
+            options = TaskOptions(
+                name=task_name, queue=queue, priority=priority, retries=retries,
+                backoff=backoff if isinstance(backoff, int | float) else tuple(backoff),
+                timeout=timeout, memory_limit=memory_limit, context=context,
+            )  # fmt: skip
+            existing = self.tasks.get(task_name)
+            if existing is not None and existing.fn is not func:
+                raise ConfigError(f"a task named {task_name!r} is already registered")
+            task: Task[Any, Any] = Task(self, func, options)
+            self.tasks[task_name] = task
+            return task
+
+        if fn is not None:
+            return register(fn)
+        return register
+
+    def get_task(self, name: str) -> Task[Any, Any]:
+        """The registered task of this name, or TaskNotFound."""
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise TaskNotFound(f"no task named {name!r} is registered in this app") from None
+
+    # -- jobs ------------------------------------------------------------------------------
+    def get_job(self, job_id: str) -> Job[Any]:
+        """The job with this id; JobNotFound if there is none (never a "pending" guess)."""
+        record = self.store.job_get(str(job_id))
+        if record is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return Job(self, record)
+
+    def enqueue_by_name(
+        self,
+        task_name: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+    ) -> Job[Any]:
+        """Enqueue by task name: the registered task's options if this app knows it, else
+        a job on ``queue`` (default ``default``) that waits for a worker that does."""
+        kwargs = kwargs or {}
+        task = self.tasks.get(task_name)
+        if task is not None:
+            if queue is not None:
+                task = task.using(queue=queue)
+            return task.enqueue(*args, **kwargs)
+        options = TaskOptions(name=task_name, queue=queue or "default")
+        placeholder: Task[Any, Any] = Task(self, _unregistered, options)
+        new = placeholder._new_job(list(args), kwargs)
+        return self._enqueue([new], None, [placeholder])[0]
+
+    def _enqueue(
+        self, jobs: list[NewJob], connection: Any, tasks: Sequence[Task[Any, Any]]
+    ) -> list[Job[Any]]:
+        ids = self.store.job_insert_many(jobs, connection=connection)
+        now = time.time()
+        handles: list[Job[Any]] = []
+        for new, stored_id in zip(jobs, ids, strict=True):
+            if stored_id != new.id:  # a unique key matched an existing job
+                handles.append(self.get_job(stored_id))
+                continue
+            handles.append(Job(self, _snapshot(new, now)))
+        if self.settings.inline and connection is None:
+            self._run_inline(handles, tasks)
+        return handles
+
+    def _run_inline(self, handles: list[Job[Any]], tasks: Sequence[Task[Any, Any]]) -> None:
+        from offload.execution import execute
+
+        worker_id = f"inline-{os.getpid()}"
+        for handle, task in zip(handles, tasks, strict=True):
+            if task.name not in self.tasks:
+                continue
+            claimed = self.store.job_claim(
+                worker_id=worker_id, queues=[handle.queue], tasks=[task.name], limit=1,
+                lease=self.settings.lease, job_ids=[handle.id],
+            )  # fmt: skip
+            for job in claimed:
+                reporter = StoreReporter(self.store, job.id, job.attempt)
+                outcome = execute(self, job, reporter, worker_id=worker_id)
+                self.store.job_record(outcomes=[outcome])
+            handle.refresh()
+
+
+class StoreReporter:
+    """Reports of a job running in this process, written straight to the store."""
+
+    def __init__(self, store: Store, job_id: str, attempt: int) -> None:
+        self.store, self.job_id, self.attempt = store, job_id, attempt
+        self._cancel_checked = 0.0
+        self._cancel = False
+
+    def progress(self, current: float, total: float | None, message: str | None) -> None:
+        from offload.store.base import ProgressUpdate
+
+        self.store.job_record(
+            progress=[ProgressUpdate(self.job_id, self.attempt, current, total, message)]
+        )
+
+    def message(self, text: str) -> None:
+        from offload.store.base import MessageAdd
+
+        self.store.job_record(messages=[MessageAdd(self.job_id, self.attempt, text)])
+
+    def save(self, key: str, value: str) -> None:
+        from offload.store.base import SaveValue
+
+        self.store.job_record(saves=[SaveValue(self.job_id, self.attempt, key, value)])
+
+    def cancel_requested(self) -> bool:
+        now = time.monotonic()
+        if not self._cancel and now - self._cancel_checked > 0.5:
+            self._cancel_checked = now
+            record = self.store.job_get(self.job_id)
+            self._cancel = bool(record and record.cancel_requested)
+        return self._cancel
+
+
+def _snapshot(new: NewJob, now: float) -> JobRecord:
+    run_at = new.run_at if new.run_at is not None else now + new.delay
+    state = JobState.SCHEDULED if run_at > now else JobState.QUEUED
+    return JobRecord(
+        id=new.id, task=new.task, queue=new.queue, state=state, priority=new.priority,
+        args=new.args, kwargs=new.kwargs, attempt=0, max_attempts=new.max_attempts, errors=0,
+        crashes=0, created_at=now, run_at=run_at, started_at=None, finished_at=None,
+        leased_until=None, worker_id=None, timeout=new.timeout, options=new.options,
+        unique_key=new.unique_key, progress=Progress(), result=None, error=None, saved="{}",
+        cancel_requested=False,
+    )  # fmt: skip
+
+
+def _unregistered(*args: Any, **kwargs: Any) -> Any:  # pragma: no cover - never called
+    raise TaskNotFound("this task is not registered in this app")

@@ -1,0 +1,84 @@
+"""Shared CLI plumbing: finding the app, exit codes, error display."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from offload.app import Offload
+from offload.errors import ConfigError, OffloadError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def load_app(spec: str | None, url: str | None = None) -> Offload:
+    """The app named by ``module:attr`` (or ``OFFLOAD_APP``), else a bare app on the URL.
+
+    A bare app knows no tasks: enough for ``ps``, ``jobs`` and ``migrate``.
+    """
+    spec = spec or os.environ.get("OFFLOAD_APP")
+    if not spec:
+        return Offload(url) if url else Offload()
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"--app: expected 'module:attribute', got {spec!r}")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`, find modules in the cwd
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"--app {spec!r}: cannot import {module_name!r}: {exc}") from exc
+    app = getattr(module, attr, None)
+    if not isinstance(app, Offload):
+        raise ConfigError(
+            f"--app {spec!r}: {module_name}.{attr} is {type(app).__name__}, not an Offload app"
+        )
+    if url:
+        app.settings = app.settings.replace(url=url)
+        app.close()
+    return app
+
+
+def app_options(fn: F) -> F:
+    """``--app`` and ``--url`` for a command; the command receives ``app``."""
+
+    @click.option("--app", "app_spec", envvar="OFFLOAD_APP", help="module:attribute of the app")
+    @click.option("--url", envvar="OFFLOAD_URL", help="store URL (overrides the app's)")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, app_spec: str | None, url: str | None, **kwargs: Any) -> Any:
+        try:
+            app = load_app(app_spec, url)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from exc
+        return fn(*args, app=app, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def fail(message: str) -> None:
+    """Print an error and exit 1."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_FAILED)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn OffloadError into a one-line message and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from exc
+        except OffloadError as exc:
+            fail(str(exc))
+
+    return wrapper  # type: ignore[return-value]

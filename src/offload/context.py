@@ -1,0 +1,135 @@
+"""What a running job sees: its id and attempt, progress, log lines, saved data and
+whether someone asked it to stop.
+
+Progress is coalesced here, in the job's own process: a job that reports 10,000 times in a
+second sends a handful of updates, and the last value is always flushed before the job's
+outcome is recorded.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from typing import Any, Protocol
+
+from offload.serialization import dumps_limited
+
+PROGRESS_INTERVAL = 0.1  # seconds between two progress writes of one job
+
+
+class Reporter(Protocol):
+    """Where a context sends what the job reports (the worker pipe, or the store inline)."""
+
+    def progress(self, current: float, total: float | None, message: str | None) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+    def save(self, key: str, value: str) -> None: ...
+
+    def cancel_requested(self) -> bool: ...
+
+
+class NullReporter:
+    """Used when a task is called directly, outside any job: reports go nowhere."""
+
+    def progress(self, current: float, total: float | None, message: str | None) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+    def save(self, key: str, value: str) -> None:
+        pass
+
+    def cancel_requested(self) -> bool:
+        return False
+
+
+class JobContext:
+    """The running job, as its code sees it.
+
+    Declare ``@app.task(context=True)`` to receive it as the first argument, or call
+    :func:`current_job` anywhere inside the job::
+
+        @app.task(context=True)
+        def export(ctx: JobContext, report_id: int) -> None:
+            for i, page in enumerate(pages, 1):
+                ctx.progress(i, total=len(pages), message=f"page {i}")
+                if ctx.cancel_requested:
+                    raise offload.Cancel("stopped by the user")
+    """
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        task: str,
+        queue: str,
+        attempt: int,
+        reporter: Reporter,
+        max_payload_bytes: int = 1024 * 1024,
+    ) -> None:
+        self.id = job_id
+        self.task = task
+        self.queue = queue
+        self.attempt = attempt
+        self._reporter = reporter
+        self._limit = max_payload_bytes
+        self._pending: tuple[float, float | None, str | None] | None = None
+        self._last_sent = 0.0
+        self._total: float | None = None
+
+    def progress(
+        self, current: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """Report ``current`` out of ``total`` (kept from the last call when omitted)."""
+        if total is not None:
+            self._total = float(total)
+        self._pending = (float(current), self._total, message)
+        now = time.monotonic()
+        if now - self._last_sent >= PROGRESS_INTERVAL or message is not None:
+            self.flush()
+
+    def message(self, text: str) -> None:
+        """Append a line to the job's log, readable by the user while the job runs."""
+        self.flush()
+        self._reporter.message(str(text))
+
+    def save(self, key: str, value: Any) -> None:
+        """Keep ``value`` (strict JSON) with the job under ``key``."""
+        encoded = dumps_limited(value, f"saved[{key!r}]", self._limit)
+        self._reporter.save(str(key), encoded)
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once someone asked to cancel this job; stop soon (raise ``Cancel``)."""
+        return self._reporter.cancel_requested()
+
+    def flush(self) -> None:
+        """Send the last progress value now (called before the outcome is recorded)."""
+        if self._pending is not None:
+            current, total, message = self._pending
+            self._pending = None
+            self._last_sent = time.monotonic()
+            self._reporter.progress(current, total, message)
+
+    def __repr__(self) -> str:
+        return f"<JobContext {self.task} id={self.id} attempt={self.attempt}>"
+
+
+_current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
+    "offload_current_job", default=None
+)
+
+
+def current_job() -> JobContext | None:
+    """The context of the job running in this thread or task, or None outside a job."""
+    return _current.get()
+
+
+def _set_current(ctx: JobContext | None) -> contextvars.Token[JobContext | None]:
+    return _current.set(ctx)
+
+
+def _reset_current(token: contextvars.Token[JobContext | None]) -> None:
+    _current.reset(token)

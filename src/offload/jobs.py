@@ -1,0 +1,176 @@
+"""Job handles: read a stored job's state, progress and result; wait for it; cancel it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+from offload.errors import JobCancelled, JobFailed, JobNotFinished, JobNotFound, WaitTimeout
+from offload.serialization import loads
+from offload.store.base import JobEvent, JobMessage, JobRecord, JobState, Progress
+
+if TYPE_CHECKING:
+    from offload.app import Offload
+
+R = TypeVar("R")
+
+__all__ = ["Job", "JobState", "Progress"]
+
+
+class Job(Generic[R]):
+    """A handle on one stored job, holding the snapshot it last read.
+
+    >>> job = resize.enqueue(42, width=800)
+    >>> job.id                      # a UUIDv7, known before the enqueue committed
+    >>> job.refresh().state         # JobState.RUNNING
+    >>> job.wait(timeout=10).result()
+    """
+
+    def __init__(self, app: Offload, record: JobRecord) -> None:
+        self.app = app
+        self._record = record
+
+    # -- the snapshot ------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self._record.id
+
+    @property
+    def record(self) -> JobRecord:
+        """The raw stored row of the last snapshot."""
+        return self._record
+
+    @property
+    def state(self) -> JobState:
+        return self._record.state
+
+    @property
+    def task_name(self) -> str:
+        return self._record.task
+
+    @property
+    def queue(self) -> str:
+        return self._record.queue
+
+    @property
+    def attempts(self) -> int:
+        """How many times the job has been started."""
+        return self._record.attempt
+
+    @property
+    def progress(self) -> Progress:
+        """``current``, ``total``, ``percent`` and ``message`` as last reported."""
+        return self._record.progress
+
+    @property
+    def args(self) -> list[Any]:
+        return cast(list[Any], loads(self._record.args))
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return cast(dict[str, Any], loads(self._record.kwargs))
+
+    @property
+    def saved(self) -> dict[str, Any]:
+        """The values the job stored with ``ctx.save(key, value)``."""
+        return cast(dict[str, Any], loads(self._record.saved))
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        """``{"type", "message", "traceback"}`` of the last error, if any."""
+        return cast(dict[str, Any], loads(self._record.error)) if self._record.error else None
+
+    @property
+    def created_at(self) -> dt.datetime:
+        return _aware(self._record.created_at)
+
+    @property
+    def run_at(self) -> dt.datetime:
+        return _aware(self._record.run_at)
+
+    @property
+    def started_at(self) -> dt.datetime | None:
+        return _aware(self._record.started_at) if self._record.started_at else None
+
+    @property
+    def finished_at(self) -> dt.datetime | None:
+        return _aware(self._record.finished_at) if self._record.finished_at else None
+
+    @property
+    def finished(self) -> bool:
+        return self._record.state.finished
+
+    # -- reading the store ---------------------------------------------------------------
+    def refresh(self) -> Job[R]:
+        """Read the job again from the store; returns self."""
+        record = self.app.store.job_get(self.id)
+        if record is None:
+            raise JobNotFound(f"job {self.id} no longer exists (deleted or pruned)")
+        self._record = record
+        return self
+
+    def events(self) -> list[JobEvent]:
+        """The job's history: starts, retries, crashes, outcomes."""
+        return self.app.store.job_events(self.id)
+
+    def messages(self) -> list[JobMessage]:
+        """The lines the job logged with ``ctx.message(...)``."""
+        return self.app.store.job_messages(self.id)
+
+    def wait(self, timeout: float | None = None, *, poll: float = 0.2) -> Job[R]:
+        """Block until the job is finished (any terminal state); returns self.
+
+        Raises WaitTimeout (also a TimeoutError) if ``timeout`` seconds pass first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        sleep = 0.002
+        while not self.refresh().finished:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    f"job {self.id} still {self.state.value} after waiting {timeout} s"
+                )
+            remaining = poll if deadline is None else max(0.0, deadline - time.monotonic())
+            time.sleep(min(sleep, poll, remaining))
+            sleep *= 2
+        return self
+
+    def result(self) -> R:
+        """The task's return value.
+
+        Raises JobFailed (with the worker's error type, message and traceback text) for a
+        failed or quarantined job, JobCancelled for a cancelled one, JobNotFinished while
+        it is still scheduled, queued or running.
+        """
+        if not self.finished:
+            self.refresh()
+        state = self.state
+        if state is JobState.SUCCEEDED:
+            return cast(R, loads(self._record.result) if self._record.result else None)
+        if state in (JobState.FAILED, JobState.QUARANTINED):
+            raise JobFailed(self.id, self.error)
+        if state is JobState.CANCELLED:
+            raise JobCancelled(f"job {self.id} was cancelled")
+        raise JobNotFinished(f"job {self.id} is {state.value}; it has no result yet")
+
+    def cancel(self) -> JobState:
+        """Cancel the job: a waiting job is cancelled at once; a running one is asked to
+        stop (``ctx.cancel_requested``). Returns the state afterwards."""
+        states = self.app.store.job_cancel([self.id])
+        if self.id not in states:
+            raise JobNotFound(f"no job with id {self.id!r}")
+        self.refresh()
+        return states[self.id]
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self._record.task} {self._record.state.value}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+
+def _aware(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.UTC)

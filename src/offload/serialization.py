@@ -1,0 +1,93 @@
+"""Strict JSON encoding for arguments, results and saved data.
+
+A value is accepted only when ``json.loads(json.dumps(value)) == value``: no sets, bytes,
+datetimes, Decimals, NaN or infinities, tuples inside values, dicts with non-string keys
+or recursive containers. The fast path is one C-level dump, load and compare; only a value
+that fails is walked in Python, to name the path of the first bad part.
+
+Nothing is ever unpickled: what a worker reads from the store is JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from offload.errors import PayloadTooLarge, SerializationError
+
+_encoder = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+_decode = json.JSONDecoder().decode
+
+
+def dumps(value: Any, what: str = "value") -> str:
+    """Encode ``value`` as compact strict JSON, or raise SerializationError naming the path."""
+    try:
+        text = _encoder.encode(value)
+        same = _decode(text) == value
+    except (TypeError, ValueError, RecursionError):
+        same = False
+    if not same:
+        raise _explain(value, what)
+    return text
+
+
+def dumps_limited(value: Any, what: str, limit: int) -> str:
+    """Like :func:`dumps`, and refuse text longer than ``limit`` bytes (UTF-8)."""
+    text = dumps(value, what)
+    if len(text) > limit // 4:  # only count bytes when the text could be over the limit
+        size = len(text.encode("utf-8"))
+        if size > limit:
+            raise PayloadTooLarge(what, size, limit)
+    return text
+
+
+def loads(text: str) -> Any:
+    """Decode JSON text produced by :func:`dumps`."""
+    return _decode(text)
+
+
+def _explain(value: Any, path: str) -> SerializationError:
+    problem = _find_problem(value, path, set())
+    if problem is None:  # pragma: no cover - dumps() only calls this for a failing value
+        problem = (path, f"{type(value).__name__} does not survive a JSON round trip")
+    where, reason = problem
+    return SerializationError(f"{where} is not strict JSON: {reason}", where)
+
+
+def _find_problem(value: Any, path: str, seen: set[int]) -> tuple[str, str] | None:
+    if value is None or isinstance(value, bool | str):
+        return None
+    if isinstance(value, int):
+        return None
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return path, f"{value!r} has no JSON form"
+        return None
+    if isinstance(value, list | dict):
+        if id(value) in seen:
+            return path, "the container contains itself (recursive structure)"
+        seen = seen | {id(value)}
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                found = _find_problem(item, f"{path}[{index}]", seen)
+                if found:
+                    return found
+            return None
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path}[{key!r}]", (
+                    f"dict key {key!r} is a {type(key).__name__}; JSON keys are strings"
+                )
+            found = _find_problem(item, f"{path}[{key!r}]", seen)
+            if found:
+                return found
+        return None
+    if isinstance(value, tuple):
+        return path, "tuple would come back as a list; pass a list"
+    return path, f"{type(value).__name__} {_short_repr(value)} has no JSON form"
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

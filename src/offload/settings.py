@@ -1,0 +1,186 @@
+"""Settings: one frozen dataclass, built from keyword arguments, then ``OFFLOAD_*``
+environment variables, then defaults, and validated when it is built.
+
+Durations are seconds (``float``). Every invalid value raises :class:`ConfigError` naming
+the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from offload.errors import ConfigError
+
+DEFAULT_URL = "sqlite:///offload.db"
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
+
+
+def check_identifier(kind: str, value: object) -> str:
+    """Return ``value`` if it is a valid queue or schema name, else raise ConfigError."""
+    if not isinstance(value, str) or not IDENTIFIER.match(value):
+        raise ConfigError(
+            f"expected {kind} to match {IDENTIFIER.pattern} "
+            f"(lowercase letters, digits, underscore; at most 48), got {value!r}"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an app, its store and its workers are configured with.
+
+    >>> Settings(url="sqlite:///jobs.db", lease=10.0).lease
+    10.0
+    """
+
+    url: str = DEFAULT_URL
+    #: Seconds a claim stays valid without a heartbeat; a dead machine's jobs run again
+    #: after at most this long.
+    lease: float = 30.0
+    #: Seconds between heartbeats (lease renewal, process table, expired-lease rescue).
+    heartbeat: float = 5.0
+    #: Seconds an idle worker sleeps between polls when no wake-up signal arrives.
+    poll_interval: float = 1.0
+    #: Largest encoded size of a job's arguments, a result, or one saved value.
+    max_payload_bytes: int = 1024 * 1024
+    #: SQLite: how long to wait for a lock before retrying (seconds).
+    busy_timeout: float = 10.0
+    #: SQLite ``PRAGMA synchronous``: NORMAL (default, safe with WAL) or FULL.
+    synchronous: str = "NORMAL"
+    #: SQLite: refuse new jobs when the disk has fewer free bytes than this.
+    min_free_bytes: int = 16 * 1024 * 1024
+    #: PostgreSQL schema that holds offload's tables.
+    schema: str = "offload"
+    #: PostgreSQL connection pool bounds per process.
+    pool_min: int = 1
+    pool_max: int = 4
+    #: Worker: child processes (default: number of CPUs).
+    concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
+    #: Worker: a child exits after a random number of jobs in this range.
+    recycle_min: int = 1000
+    recycle_max: int = 2000
+    #: Worker: recycle a child whose RSS passes this many bytes (None: no cap).
+    child_memory_limit: int | None = None
+    #: Worker: seconds running jobs get to finish after SIGTERM before they are requeued.
+    shutdown_grace: float = 30.0
+    #: Seconds between SIGTERM and SIGKILL when a job overruns its timeout.
+    kill_grace: float = 5.0
+    #: A job that crashes its child this many times is quarantined.
+    crash_limit: int = 3
+    #: Run jobs at once in the enqueuing process (for tests).
+    inline: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str) or "://" not in self.url:
+            raise ConfigError(f"expected url to look like 'sqlite:///path.db', got {self.url!r}")
+        scheme = self.url.split("://", 1)[0]
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ConfigError(f"url: unknown scheme {scheme!r}; expected 'sqlite' or 'postgresql'")
+        for name in ("lease", "heartbeat", "poll_interval", "busy_timeout", "kill_grace"):
+            _positive(name, getattr(self, name))
+        _non_negative("shutdown_grace", self.shutdown_grace)
+        if self.heartbeat >= self.lease:
+            raise ConfigError(
+                f"expected heartbeat ({self.heartbeat}) to be shorter than lease ({self.lease})"
+            )
+        for name in ("max_payload_bytes", "concurrency", "recycle_min", "crash_limit"):
+            _positive_int(name, getattr(self, name))
+        _positive_int("pool_max", self.pool_max)
+        _non_negative_int("pool_min", self.pool_min)
+        _non_negative_int("min_free_bytes", self.min_free_bytes)
+        if self.recycle_max < self.recycle_min:
+            raise ConfigError(
+                f"expected recycle_max >= recycle_min ({self.recycle_min}), "
+                f"got {self.recycle_max!r}"
+            )
+        if self.child_memory_limit is not None:
+            _positive_int("child_memory_limit", self.child_memory_limit)
+        if self.synchronous not in ("NORMAL", "FULL"):
+            raise ConfigError(
+                f"expected synchronous to be NORMAL or FULL, got {self.synchronous!r}"
+            )
+        check_identifier("schema", self.schema)
+
+    @property
+    def scheme(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        scheme = self.url.split("://", 1)[0]
+        return "postgresql" if scheme == "postgres" else scheme
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``OFFLOAD_<FIELD>`` variables; keyword arguments win.
+
+        >>> Settings.from_env({"OFFLOAD_LEASE": "12"}).lease
+        12.0
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = "OFFLOAD_" + f.name.upper()
+            if key in environ:
+                values[f.name] = _parse(key, environ[key], cls._field_kind(f.name))
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @staticmethod
+    def _field_kind(name: str) -> str:
+        defaults = Settings.__dataclass_fields__[name]
+        kind = str(defaults.type)
+        if "bool" in kind:
+            return "bool"
+        if "float" in kind:
+            return "float"
+        if "int" in kind:
+            return "int"
+        return "str"
+
+
+def _parse(key: str, raw: str, kind: str) -> Any:
+    try:
+        if kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "int":
+            return None if raw.strip().lower() in ("", "none") else int(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"{key}: expected a {kind}, got {raw!r}") from None
+
+
+def _positive(name: str, value: object) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ConfigError(f"expected {name} to be a positive number of seconds, got {value!r}")
+
+
+def _non_negative(name: str, value: object) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"expected {name} to be a non-negative number, got {value!r}")
+
+
+def _positive_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"expected {name} to be a positive int, got {value!r}")
+
+
+def _non_negative_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"expected {name} to be a non-negative int, got {value!r}")

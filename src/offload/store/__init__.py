@@ -1,0 +1,25 @@
+"""Stores: one contract (``base.Store``), two backends picked by URL scheme."""
+
+from __future__ import annotations
+
+from offload.settings import Settings
+from offload.store.base import JobState, Store
+
+__all__ = ["JobState", "Store", "open_store"]
+
+
+def open_store(settings: Settings) -> Store:
+    """The store for ``settings.url``: SQLite for ``sqlite://``, PostgreSQL otherwise.
+
+    Opening does no I/O; the first operation connects (and migrates if needed).
+    """
+    if settings.scheme == "sqlite":
+        from offload.store.sqlite import SQLiteStore
+
+        return SQLiteStore(settings)
+    import importlib
+
+    # Imported only when used, so the SQLite default never loads the PostgreSQL driver.
+    module = importlib.import_module("offload.store.postgres")
+    store: Store = module.PostgresStore(settings)
+    return store

@@ -1,0 +1,275 @@
+"""Tasks: registered functions, their options, and enqueueing them as jobs."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import inspect
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from offload.errors import ConfigError
+from offload.ids import uuid7
+from offload.serialization import dumps, dumps_limited, loads
+from offload.settings import check_identifier
+from offload.store.base import NewJob
+
+if TYPE_CHECKING:
+    from offload.app import Offload
+    from offload.jobs import Job
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+BACKOFF_MAX = 3600.0
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Defaults of a task; ``@app.task(...)`` and ``.using(...)`` both fill them.
+
+    ``backoff`` is the base delay in seconds of an exponential backoff with jitter
+    (``base * 2**(n-1)``, times a random factor in [0.5, 1], capped at one hour), or an
+    explicit list of delays, one per retry (the last repeats).
+    """
+
+    name: str
+    queue: str = "default"
+    priority: int = 0
+    retries: int = 3
+    backoff: float | tuple[float, ...] = 2.0
+    timeout: float | None = None
+    memory_limit: int | None = None
+    context: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or len(self.name) > 200:
+            raise ConfigError(
+                f"expected name to be a non-empty str of at most 200, got {self.name!r}"
+            )
+        check_identifier("queue", self.queue)
+        _int_option("priority", self.priority, minimum=-(2**31), maximum=2**31 - 1)
+        _int_option("retries", self.retries, minimum=0, maximum=10_000)
+        if isinstance(self.backoff, list | tuple):
+            if not self.backoff or not all(_is_seconds(d) for d in self.backoff):
+                raise ConfigError(
+                    f"expected backoff to be seconds or a non-empty list of seconds, "
+                    f"got {self.backoff!r}"
+                )
+            object.__setattr__(self, "backoff", tuple(float(d) for d in self.backoff))
+        elif not _is_seconds(self.backoff):
+            raise ConfigError(f"expected backoff to be non-negative seconds, got {self.backoff!r}")
+        if self.timeout is not None:
+            if not _is_seconds(self.timeout) or not self.timeout > 0:
+                raise ConfigError(
+                    f"expected timeout to be positive seconds or None, got {self.timeout!r}"
+                )
+        if self.memory_limit is not None:
+            _int_option("memory_limit", self.memory_limit, minimum=1 << 20, maximum=1 << 50)
+        if not isinstance(self.context, bool):
+            raise ConfigError(f"expected context to be a bool, got {self.context!r}")
+
+    def job_options(self) -> str:
+        """The per-job options the worker needs, as JSON text."""
+        opts: dict[str, Any] = {
+            "backoff": list(self.backoff) if isinstance(self.backoff, tuple) else self.backoff
+        }
+        if self.memory_limit is not None:
+            opts["memory_limit"] = self.memory_limit
+        return dumps(opts)
+
+
+def backoff_delay(options: dict[str, Any], errors: int) -> float:
+    """Seconds to wait before the retry that follows the ``errors``-th error."""
+    backoff = options.get("backoff", 2.0)
+    n = max(1, errors)
+    if isinstance(backoff, list):
+        return float(backoff[min(n, len(backoff)) - 1]) if backoff else 0.0
+    delay = min(BACKOFF_MAX, float(backoff) * 2.0 ** min(n - 1, 40))
+    return delay * (0.5 + random.random() / 2)
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """Per-call options from ``task.using(...)``."""
+
+    delay: float = 0.0
+    run_at: float | None = None
+    unique_key: str | None = None
+    connection: Any = None
+
+
+class Task(Generic[P, R]):
+    """A registered function. Call it to run inline; ``enqueue`` it to run in a worker.
+
+    >>> @app.task(queue="media", retries=5, timeout=300)
+    ... def resize(image_id: int, width: int) -> str: ...
+    >>> job = resize.enqueue(42, width=800)       # committed when this returns
+    >>> job.wait(timeout=10).result()
+    """
+
+    def __init__(
+        self,
+        app: Offload,
+        fn: Callable[..., Any],
+        options: TaskOptions,
+        call: CallOptions | None = None,
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.options = options
+        self.call = call or CallOptions()
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.__name__ = getattr(fn, "__name__", options.name)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    @property
+    def name(self) -> str:
+        return self.options.name
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function here and now, outside any job."""
+        if self.options.context:
+            from offload.context import JobContext, NullReporter
+
+            ctx = JobContext(
+                job_id="", task=self.name, queue=self.options.queue, attempt=0,
+                reporter=NullReporter(),
+            )  # fmt: skip
+            return self.fn(ctx, *args, **kwargs)  # type: ignore[no-any-return]
+        return self.fn(*args, **kwargs)  # type: ignore[no-any-return]
+
+    def using(
+        self,
+        *,
+        queue: str = _UNSET,
+        priority: int = _UNSET,
+        retries: int = _UNSET,
+        backoff: float | Sequence[float] = _UNSET,
+        timeout: float | None = _UNSET,
+        memory_limit: int | None = _UNSET,
+        delay: float | dt.timedelta = _UNSET,
+        run_at: dt.datetime | float = _UNSET,
+        unique_key: str | None = _UNSET,
+        connection: Any = _UNSET,
+    ) -> Task[P, R]:
+        """A copy of this task with options changed for the jobs it enqueues.
+
+        >>> resize.using(queue="urgent", delay=30, unique_key="resize:42").enqueue(42, 800)
+        """
+        task_changes: dict[str, Any] = {
+            k: v
+            for k, v in dict(
+                queue=queue, priority=priority, retries=retries, backoff=backoff,
+                timeout=timeout, memory_limit=memory_limit,
+            ).items()
+            if v is not _UNSET
+        }  # fmt: skip
+        call_changes: dict[str, Any] = {}
+        if delay is not _UNSET:
+            call_changes["delay"] = _seconds("delay", delay)
+        if run_at is not _UNSET:
+            call_changes["run_at"] = _timestamp(run_at)
+        if unique_key is not _UNSET:
+            if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
+                raise ConfigError(f"expected unique_key to be a non-empty str, got {unique_key!r}")
+            call_changes["unique_key"] = unique_key
+        if connection is not _UNSET:
+            call_changes["connection"] = connection
+        if isinstance(task_changes.get("backoff"), list):
+            task_changes["backoff"] = tuple(task_changes["backoff"])
+        options = dataclasses.replace(self.options, **task_changes)
+        return Task(self.app, self.fn, options, dataclasses.replace(self.call, **call_changes))
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """Store a job that runs this task with these arguments; committed on return."""
+        job = self._new_job(list(args), kwargs)
+        return self.app._enqueue([job], self.call.connection, [self])[0]
+
+    def enqueue_many(
+        self, items: Iterable[tuple[Any, ...] | list[Any] | dict[str, Any]]
+    ) -> list[Job[R]]:
+        """Store many jobs in one transaction (all or none).
+
+        Each item is a tuple (or list) of positional arguments, or a dict of keyword
+        arguments: ``resize.enqueue_many([(1, 800), (2, 800), {"image_id": 3, "width": 90}])``.
+        """
+        jobs = []
+        for index, item in enumerate(items):
+            if isinstance(item, dict):
+                jobs.append(self._new_job([], item, f"items[{index}]"))
+            elif isinstance(item, tuple | list):
+                jobs.append(self._new_job(list(item), {}, f"items[{index}]"))
+            else:
+                raise ConfigError(
+                    f"items[{index}]: expected a tuple of positional arguments or a dict of "
+                    f"keyword arguments, got {type(item).__name__}"
+                )
+        return self.app._enqueue(jobs, self.call.connection, [self] * len(jobs))
+
+    def _new_job(self, args: list[Any], kwargs: dict[str, Any], where: str = "") -> NewJob:
+        limit = self.app.settings.max_payload_bytes
+        prefix = f"{where}: " if where else ""
+        try:
+            args_text = dumps_limited(args, "args", limit)
+            kwargs_text = dumps_limited(kwargs, "kwargs", limit)
+        except Exception as exc:
+            if prefix:
+                exc.args = (prefix + str(exc.args[0]),)
+            raise
+        if len(args_text) + len(kwargs_text) > limit // 4:
+            size = len(args_text.encode()) + len(kwargs_text.encode())
+            if size > limit:
+                from offload.errors import PayloadTooLarge
+
+                raise PayloadTooLarge(f"{prefix}arguments", size, limit)
+        o = self.options
+        return NewJob(
+            id=uuid7(), task=o.name, queue=o.queue, args=args_text, kwargs=kwargs_text,
+            priority=o.priority, run_at=self.call.run_at, delay=self.call.delay,
+            max_attempts=o.retries + 1, timeout=o.timeout, options=o.job_options(),
+            unique_key=self.call.unique_key,
+        )  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.options.queue}>"
+
+
+def decode_options(text: str) -> dict[str, Any]:
+    value = loads(text) if text else {}
+    return value if isinstance(value, dict) else {}
+
+
+def _is_seconds(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+def _int_option(name: str, value: object, *, minimum: int, maximum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise ConfigError(
+            f"expected {name} to be an int between {minimum} and {maximum}, got {value!r}"
+        )
+
+
+def _seconds(name: str, value: object) -> float:
+    if isinstance(value, dt.timedelta):
+        value = value.total_seconds()
+    if not _is_seconds(value):
+        raise ConfigError(
+            f"expected {name} to be non-negative seconds or a timedelta, got {value!r}"
+        )
+    return float(value)  # type: ignore[arg-type]
+
+
+def _timestamp(value: object) -> float:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ConfigError(f"expected run_at to be an aware datetime, got naive {value!r}")
+        return value.timestamp()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigError(f"expected run_at to be an aware datetime or epoch seconds, got {value!r}")
