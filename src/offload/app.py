@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Concatenate, Literal, TypeVar, overload
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Concatenate, Literal, Protocol, TypeVar, overload
 
 from offload.context import JobContext
 from offload.errors import ConfigError, JobNotFound, TaskNotFound
 from offload.jobs import Job
 from offload.settings import Settings
 from offload.store.base import JobRecord, JobState, NewJob, Progress, Store
-from offload.tasks import P, R, Task, TaskOptions
+from offload.tasks import AsyncTask, P, R, Task, TaskOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class TaskDecorator(Protocol):
+    """What ``@app.task(...)`` returns: keeps the function's parameters and result type."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncTask[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+class ContextTaskDecorator(Protocol):
+    """``@app.task(context=True)``: the JobContext parameter is not part of enqueue()."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[JobContext, P], Coroutine[Any, Any, R]], /
+    ) -> AsyncTask[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[Concatenate[JobContext, P], R], /) -> Task[P, R]: ...
 
 
 class Offload:
@@ -72,7 +95,7 @@ class Offload:
         backoff: float | Sequence[float] = ...,
         timeout: float | None = ...,
         memory_limit: int | None = ...,
-    ) -> Callable[[Callable[Concatenate[JobContext, P], Awaitable[R] | R]], Task[P, R]]: ...
+    ) -> ContextTaskDecorator: ...
 
     @overload
     def task(
@@ -87,7 +110,10 @@ class Offload:
         backoff: float | Sequence[float] = ...,
         timeout: float | None = ...,
         memory_limit: int | None = ...,
-    ) -> Callable[[Callable[P, Awaitable[R] | R]], Task[P, R]]: ...
+    ) -> TaskDecorator: ...
+
+    @overload
+    def task(self, fn: Callable[P, Coroutine[Any, Any, R]]) -> AsyncTask[P, R]: ...
 
     @overload
     def task(self, fn: Callable[P, R]) -> Task[P, R]: ...
@@ -124,7 +150,8 @@ class Offload:
             existing = self.tasks.get(task_name)
             if existing is not None and existing.fn is not func:
                 raise ConfigError(f"a task named {task_name!r} is already registered")
-            task: Task[Any, Any] = Task(self, func, options)
+            cls = AsyncTask if inspect.iscoroutinefunction(func) else Task
+            task: Task[Any, Any] = cls(self, func, options)
             self.tasks[task_name] = task
             return task
 

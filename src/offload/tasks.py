@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 import inspect
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
@@ -133,15 +133,8 @@ class Task(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function here and now, outside any job."""
-        if self.options.context:
-            from offload.context import JobContext, NullReporter
-
-            ctx = JobContext(
-                job_id="", task=self.name, queue=self.options.queue, attempt=0,
-                reporter=NullReporter(),
-            )  # fmt: skip
-            return self.fn(ctx, *args, **kwargs)  # type: ignore[no-any-return]
-        return self.fn(*args, **kwargs)  # type: ignore[no-any-return]
+        result: R = self.fn(*_with_context(self, args), **kwargs)
+        return result
 
     def using(
         self,
@@ -183,7 +176,9 @@ class Task(Generic[P, R]):
         if isinstance(task_changes.get("backoff"), list):
             task_changes["backoff"] = tuple(task_changes["backoff"])
         options = dataclasses.replace(self.options, **task_changes)
-        return Task(self.app, self.fn, options, dataclasses.replace(self.call, **call_changes))
+        return type(self)(
+            self.app, self.fn, options, dataclasses.replace(self.call, **call_changes)
+        )
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Store a job that runs this task with these arguments; committed on return."""
@@ -237,6 +232,29 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.options.queue}>"
+
+
+class AsyncTask(Task[P, R]):
+    """A task whose function is ``async def``. Calling it returns the coroutine (await it);
+    a worker runs it on the child's event loop."""
+
+    def __call__(  # type: ignore[override]
+        self, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, R]:
+        coroutine: Coroutine[Any, Any, R] = self.fn(*_with_context(self, args), **kwargs)
+        return coroutine
+
+
+def _with_context(task: Task[Any, Any], args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Prepend a detached JobContext for a context task called directly."""
+    if not task.options.context:
+        return args
+    from offload.context import JobContext, NullReporter
+
+    ctx = JobContext(
+        job_id="", task=task.name, queue=task.options.queue, attempt=0, reporter=NullReporter()
+    )
+    return (ctx, *args)
 
 
 def decode_options(text: str) -> dict[str, Any]:
