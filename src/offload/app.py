@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import time
@@ -205,7 +206,9 @@ class Offload:
             if stored_id != new.id:  # a unique key matched an existing job
                 handles.append(self.get_job(stored_id))
                 continue
-            handles.append(Job(self, _snapshot(new, now)))
+            handles.append(
+                Job(self, None, job_id=new.id, make=functools.partial(_snapshot, new, now))
+            )
         if self.settings.inline and connection is None:
             self._run_inline(handles, tasks)
         return handles

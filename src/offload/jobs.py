@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from offload.errors import JobCancelled, JobFailed, JobNotFinished, JobNotFound, WaitTimeout
@@ -27,14 +28,31 @@ class Job(Generic[R]):
     >>> job.wait(timeout=10).result()
     """
 
-    def __init__(self, app: Offload, record: JobRecord) -> None:
+    __slots__ = ("_id", "_make", "_rec", "app")
+
+    def __init__(
+        self, app: Offload, record: JobRecord | None, *, job_id: str = "",
+        make: Callable[[], JobRecord] | None = None,
+    ) -> None:  # fmt: skip
         self.app = app
-        self._record = record
+        self._rec = record
+        self._id = record.id if record is not None else job_id
+        # A freshly enqueued job builds its snapshot only if someone reads it: bulk
+        # enqueues return thousands of handles whose fields nobody looks at.
+        self._make = make
+
+    @property
+    def _record(self) -> JobRecord:
+        if self._rec is None:
+            assert self._make is not None
+            self._rec = self._make()
+            self._make = None
+        return self._rec
 
     # -- the snapshot ------------------------------------------------------------------
     @property
     def id(self) -> str:
-        return self._record.id
+        return self._id
 
     @property
     def record(self) -> JobRecord:
@@ -107,7 +125,7 @@ class Job(Generic[R]):
         record = self.app.store.job_get(self.id)
         if record is None:
             raise JobNotFound(f"job {self.id} no longer exists (deleted or pruned)")
-        self._record = record
+        self._rec = record
         return self
 
     def events(self) -> list[JobEvent]:

@@ -20,8 +20,27 @@ _encoder = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii
 _decode = json.JSONDecoder().decode
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _flat(value: Any) -> bool:
+    """True for a list of scalars or a str-keyed dict of scalars: the common shape of job
+    arguments, for which one encode (with NaN refused) is proof enough of a round trip."""
+    kind = type(value)
+    if kind is list:
+        return all(type(item) in _SCALARS for item in value)
+    if kind is dict:
+        return all(type(k) is str and type(v) in _SCALARS for k, v in value.items())
+    return kind in _SCALARS
+
+
 def dumps(value: Any, what: str = "value") -> str:
     """Encode ``value`` as compact strict JSON, or raise SerializationError naming the path."""
+    if _flat(value):
+        try:
+            return _encoder.encode(value)
+        except ValueError:
+            raise _explain(value, what) from None
     try:
         text = _encoder.encode(value)
         same = _decode(text) == value

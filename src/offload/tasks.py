@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import inspect
 import random
 from collections.abc import Callable, Coroutine, Iterable, Sequence
@@ -71,6 +72,11 @@ class TaskOptions:
             _int_option("memory_limit", self.memory_limit, minimum=1 << 20, maximum=1 << 50)
         if not isinstance(self.context, bool):
             raise ConfigError(f"expected context to be a bool, got {self.context!r}")
+
+    @functools.cached_property
+    def encoded(self) -> str:
+        """:meth:`job_options`, computed once (the options are frozen)."""
+        return self.job_options()
 
     def job_options(self) -> str:
         """The per-job options the worker needs, as JSON text."""
@@ -210,8 +216,8 @@ class Task(Generic[P, R]):
         limit = self.app.settings.max_payload_bytes
         prefix = f"{where}: " if where else ""
         try:
-            args_text = dumps_limited(args, "args", limit)
-            kwargs_text = dumps_limited(kwargs, "kwargs", limit)
+            args_text = dumps_limited(args, "args", limit) if args else "[]"
+            kwargs_text = dumps_limited(kwargs, "kwargs", limit) if kwargs else "{}"
         except Exception as exc:
             if prefix:
                 exc.args = (prefix + str(exc.args[0]),)
@@ -226,7 +232,7 @@ class Task(Generic[P, R]):
         return NewJob(
             id=uuid7(), task=o.name, queue=o.queue, args=args_text, kwargs=kwargs_text,
             priority=o.priority, run_at=self.call.run_at, delay=self.call.delay,
-            max_attempts=o.retries + 1, timeout=o.timeout, options=o.job_options(),
+            max_attempts=o.retries + 1, timeout=o.timeout, options=o.encoded,
             unique_key=self.call.unique_key,
         )  # fmt: skip
 
