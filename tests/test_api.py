@@ -181,3 +181,15 @@ def test_inline_mode_runs_at_enqueue(sqlite_url):
         return x * 3
 
     assert f.enqueue(3).result() == 9
+
+
+def test_unique_key_returns_the_active_job_even_within_one_batch(sqlite_app):
+    @sqlite_app.task
+    def f(x: int) -> None: ...
+
+    first = f.using(unique_key="k").enqueue(1)
+    again = f.using(unique_key="k").enqueue(2)
+    batch = f.using(unique_key="k2").enqueue_many([(1,), (2,)])
+    assert again.id == first.id
+    assert batch[0].id == batch[1].id
+    assert sum(sqlite_app.store.job_counts().values()) == 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 import os
 import time
@@ -201,14 +200,12 @@ class Offload:
     ) -> list[Job[Any]]:
         ids = self.store.job_insert_many(jobs, connection=connection)
         now = time.time()
-        handles: list[Job[Any]] = []
-        for new, stored_id in zip(jobs, ids, strict=True):
-            if stored_id != new.id:  # a unique key matched an existing job
-                handles.append(self.get_job(stored_id))
-                continue
-            handles.append(
-                Job(self, None, job_id=new.id, make=functools.partial(_snapshot, new, now))
-            )
+        handles: list[Job[Any]] = [
+            Job(self, None, job_id=new.id, pending=(new, now))
+            if stored_id == new.id
+            else self.get_job(stored_id)  # a unique key matched an existing job
+            for new, stored_id in zip(jobs, ids, strict=True)
+        ]
         if self.settings.inline and connection is None:
             self._run_inline(handles, tasks)
         return handles
@@ -265,7 +262,8 @@ class StoreReporter:
         return self._cancel
 
 
-def _snapshot(new: NewJob, now: float) -> JobRecord:
+def snapshot(new: NewJob, now: float) -> JobRecord:
+    """The record a just-inserted job has, built without reading it back."""
     run_at = new.run_at if new.run_at is not None else now + new.delay
     state = JobState.SCHEDULED if run_at > now else JobState.QUEUED
     return JobRecord(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from offload.errors import JobCancelled, JobFailed, JobNotFinished, JobNotFound, WaitTimeout
 from offload.serialization import loads
-from offload.store.base import JobEvent, JobMessage, JobRecord, JobState, Progress
+from offload.store.base import JobEvent, JobMessage, JobRecord, JobState, NewJob, Progress
 
 if TYPE_CHECKING:
     from offload.app import Offload
@@ -28,25 +27,27 @@ class Job(Generic[R]):
     >>> job.wait(timeout=10).result()
     """
 
-    __slots__ = ("_id", "_make", "_rec", "app")
+    __slots__ = ("_id", "_pending", "_rec", "app")
 
     def __init__(
         self, app: Offload, record: JobRecord | None, *, job_id: str = "",
-        make: Callable[[], JobRecord] | None = None,
+        pending: tuple[NewJob, float] | None = None,
     ) -> None:  # fmt: skip
         self.app = app
         self._rec = record
         self._id = record.id if record is not None else job_id
         # A freshly enqueued job builds its snapshot only if someone reads it: bulk
         # enqueues return thousands of handles whose fields nobody looks at.
-        self._make = make
+        self._pending = pending
 
     @property
     def _record(self) -> JobRecord:
         if self._rec is None:
-            assert self._make is not None
-            self._rec = self._make()
-            self._make = None
+            from offload.app import snapshot
+
+            assert self._pending is not None
+            self._rec = snapshot(*self._pending)
+            self._pending = None
         return self._rec
 
     # -- the snapshot ------------------------------------------------------------------

@@ -11,9 +11,9 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from offload.errors import ConfigError
+from offload.errors import ConfigError, PayloadTooLarge, SerializationError
 from offload.ids import uuid7
-from offload.serialization import dumps, dumps_limited, loads
+from offload.serialization import dumps, loads
 from offload.settings import check_identifier
 from offload.store.base import NewJob
 
@@ -213,28 +213,34 @@ class Task(Generic[P, R]):
         return self.app._enqueue(jobs, self.call.connection, [self] * len(jobs))
 
     def _new_job(self, args: list[Any], kwargs: dict[str, Any], where: str = "") -> NewJob:
-        limit = self.app.settings.max_payload_bytes
-        prefix = f"{where}: " if where else ""
         try:
-            args_text = dumps_limited(args, "args", limit) if args else "[]"
-            kwargs_text = dumps_limited(kwargs, "kwargs", limit) if kwargs else "{}"
-        except Exception as exc:
-            if prefix:
-                exc.args = (prefix + str(exc.args[0]),)
+            args_text = dumps(args, "args") if args else "[]"
+            kwargs_text = dumps(kwargs, "kwargs") if kwargs else "{}"
+        except SerializationError as exc:
+            if where:
+                exc.args = (f"{where}: {exc.args[0]}",)
+                exc.path = f"{where}: {exc.path}"
             raise
-        if len(args_text) + len(kwargs_text) > limit // 4:
+        limit = self.app.settings.max_payload_bytes
+        if len(args_text) + len(kwargs_text) > limit // 4:  # only then count UTF-8 bytes
             size = len(args_text.encode()) + len(kwargs_text.encode())
             if size > limit:
-                from offload.errors import PayloadTooLarge
-
-                raise PayloadTooLarge(f"{prefix}arguments", size, limit)
+                raise PayloadTooLarge(f"{where + ': ' if where else ''}arguments", size, limit)
         o = self.options
         return NewJob(
-            id=uuid7(), task=o.name, queue=o.queue, args=args_text, kwargs=kwargs_text,
-            priority=o.priority, run_at=self.call.run_at, delay=self.call.delay,
-            max_attempts=o.retries + 1, timeout=o.timeout, options=o.encoded,
-            unique_key=self.call.unique_key,
-        )  # fmt: skip
+            uuid7(),
+            o.name,
+            o.queue,
+            args_text,
+            kwargs_text,
+            o.priority,
+            self.call.run_at,
+            self.call.delay,
+            o.retries + 1,
+            o.timeout,
+            o.encoded,
+            self.call.unique_key,
+        )
 
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.options.queue}>"

@@ -45,7 +45,7 @@ _TERMINAL = frozenset(
 TERMINAL_STATES = tuple(sorted(s.value for s in _TERMINAL))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: frozen __init__ costs ~1 us a field in bulk enqueues
 class NewJob:
     """A job to insert. ``run_at`` None means ``store now + delay``."""
 

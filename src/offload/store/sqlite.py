@@ -226,16 +226,21 @@ class SQLiteStore(Store):
         now = time.time()
         ids: list[str] = []
         rows = []
+        batch_keys: dict[str, str] = {}
         for j in jobs:
             if j.unique_key is not None:
-                found = c.execute(
-                    "SELECT id FROM offload_jobs WHERE unique_key = ?"
-                    " AND state IN ('queued', 'running')",
-                    (j.unique_key,),
-                ).fetchone()
+                found = (
+                    batch_keys.get(j.unique_key)
+                    or c.execute(
+                        "SELECT id FROM offload_jobs WHERE unique_key = ?"
+                        " AND state IN ('queued', 'running')",
+                        (j.unique_key,),
+                    ).fetchone()
+                )
                 if found:
-                    ids.append(found[0])
+                    ids.append(found if isinstance(found, str) else found[0])
                     continue
+                batch_keys[j.unique_key] = j.id
             run_at = j.run_at if j.run_at is not None else now + j.delay
             rows.append(
                 (j.id, j.task, j.queue, j.priority, j.args, j.kwargs, j.max_attempts, now,
