@@ -44,10 +44,10 @@ def jobs() -> None:
 @jobs.command("list")
 @app_options
 @click.option("--state", type=click.Choice(STATES), help="Only jobs in this state.")
-@click.option("--queue", help="Only jobs of this queue.")
-@click.option("--task", help="Only jobs of this task (its full name).")
+@click.option("--queue", metavar="QUEUE", help="Only jobs of this queue.")
+@click.option("--task", metavar="NAME", help="Only jobs of this task (its full name).")
 @click.option(
-    "--limit", type=click.IntRange(1, 10_000), default=50, show_default=True,
+    "--limit", type=click.IntRange(1, 10_000), metavar="N", default=50, show_default=True,
     help="At most this many jobs.",
 )  # fmt: skip
 @click.option("--before", "before_id", metavar="ID", help="Only jobs older than this id (paging).")
@@ -100,7 +100,7 @@ def jobs_table(records: Sequence[JobRecord], now: float) -> Table:
             cell(r.task),
             cell(r.queue),
             state_text(r.state),
-            cell(f"{r.attempt}/{r.max_attempts}"),
+            cell(r.attempt),
             cell(percent(r.progress.current, r.progress.total)),
             cell(r.progress.message),
             cell(timestamp(r.created_at)),
@@ -120,7 +120,7 @@ def record_json(record: JobRecord) -> dict[str, Any]:
 
 
 # -- show -----------------------------------------------------------------------------------
-@jobs.command("show")
+@jobs.command("show", short_help="Show one job in full.")
 @app_options
 @click.argument("job_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="The job, its history and messages as JSON.")
@@ -174,7 +174,7 @@ def fields_table(r: JobRecord, now: float) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    attempts = f"{r.attempt} of {r.max_attempts} ({r.errors} errors, {r.crashes} crashes)"
+    attempts = f"{r.attempt} started; errors {r.errors} of {r.max_attempts}; crashes {r.crashes}"
     age = human_duration(now - r.created_at)
     rows: list[tuple[str, Text]] = [
         ("task", cell(r.task)),
@@ -264,7 +264,7 @@ def refusal(app: Offload, job_id: str, why: Callable[[JobRecord], str]) -> tuple
     return f"{job_id}: {why(record)}", False
 
 
-@jobs.command()
+@jobs.command(short_help="Run finished jobs again.")
 @app_options
 @click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
 @handle_errors
@@ -281,7 +281,7 @@ def retry(app: Offload, job_ids: tuple[str, ...]) -> None:
     report([(f"{i}: queued again", True) if i in done else refusal(app, i, why) for i in ids])
 
 
-@jobs.command()
+@jobs.command(short_help="Cancel waiting jobs, ask running ones to stop.")
 @app_options
 @click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
 @handle_errors
@@ -303,7 +303,7 @@ def cancel(app: Offload, job_ids: tuple[str, ...]) -> None:
     report(lines)
 
 
-@jobs.command()
+@jobs.command(short_help="Delete jobs that are not running.")
 @app_options
 @click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
 @handle_errors
@@ -365,9 +365,13 @@ def counts_table(by_queue: dict[str, dict[str, int]]) -> Table:
     default="{}",
     help="Keyword arguments, a JSON object.",
 )
-@click.option("--queue", help="Queue (default: the task's own, else 'default').")
+@click.option("--queue", metavar="QUEUE", help="Queue (default: the task's own, else 'default').")
 @click.option(
-    "--delay", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait before it may run."
+    "--delay",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    metavar="SECONDS",
+    help="Seconds to wait before it may run.",
 )
 @handle_errors
 def enqueue(
