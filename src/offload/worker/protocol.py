@@ -1,0 +1,55 @@
+"""Messages between a supervisor and its children: one JSON object per pipe message.
+
+The pipe joins two processes of the same worker, so pickle would be safe enough, but JSON
+keeps the rule "nothing is ever unpickled" without exceptions, and it makes every message
+readable when debugging. Supervisor to child:
+
+* ``{"op": "run", "job": {...ClaimedJob...}}`` (only to an idle child)
+* ``{"op": "cancel", "job": id}`` (someone asked to cancel the running job)
+* ``{"op": "stop"}`` (finish: recycling or shutdown)
+
+Child to supervisor: ``progress``, ``message``, ``save`` while a job runs, then
+``{"op": "done", "outcome": {...Outcome...}, "peak_rss": bytes}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from offload.store.base import ClaimedJob, JobState, Outcome
+
+Message = dict[str, Any]
+
+
+def encode(message: Message) -> bytes:
+    """The bytes of one message."""
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def decode(data: bytes) -> Message:
+    """One message from its bytes; a malformed one becomes ``{"op": "invalid"}``."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return {"op": "invalid"}
+    return value if isinstance(value, dict) else {"op": "invalid"}
+
+
+def job_to_dict(job: ClaimedJob) -> dict[str, Any]:
+    return dataclasses.asdict(job)
+
+
+def job_from_dict(data: dict[str, Any]) -> ClaimedJob:
+    return ClaimedJob(**data)
+
+
+def outcome_to_dict(outcome: Outcome) -> dict[str, Any]:
+    data = dataclasses.asdict(outcome)
+    data["state"] = outcome.state.value
+    return data
+
+
+def outcome_from_dict(data: dict[str, Any]) -> Outcome:
+    return Outcome(**{**data, "state": JobState(data["state"])})

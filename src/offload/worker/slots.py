@@ -1,0 +1,85 @@
+"""One child process as the supervisor sees it: its pipe, its job, its counters."""
+
+from __future__ import annotations
+
+import enum
+import os
+import signal
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from offload.store.base import ClaimedJob
+
+
+class Ending(enum.Enum):
+    """Why the supervisor itself is ending a running job (None: it is not)."""
+
+    TIMEOUT = "timeout"  # overran its timeout: an error, retried by the task's policy
+    LOST = "lost"  # the lease went to another worker: record nothing
+    SHUTDOWN = "shutdown"  # the worker is stopping: requeue without using an attempt
+
+
+@dataclass
+class Slot:
+    """A child process and the job it runs (``job`` None: idle)."""
+
+    index: int
+    process: BaseProcess
+    conn: Connection
+    process_id: str
+    started_at: float
+    recycle_at: int
+    served: int = 0
+    failed: int = 0
+    peak_rss: int = 0
+    job: ClaimedJob | None = None
+    job_started: float = 0.0
+    deadline: float | None = None
+    kill_at: float | None = None
+    ending: Ending | None = None
+    retiring: bool = False
+    eof: bool = False
+    dead: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid or 0
+
+    @property
+    def idle(self) -> bool:
+        """Ready for a job now."""
+        return self.job is None and not (self.retiring or self.eof or self.dead)
+
+    def start_job(self, job: ClaimedJob, now: float) -> None:
+        self.job = job
+        self.job_started = now
+        self.deadline = now + job.timeout if job.timeout else None
+        self.kill_at = None
+        self.ending = None
+
+    def end_job(self) -> ClaimedJob | None:
+        job, self.job = self.job, None
+        self.deadline = self.kill_at = None
+        self.ending = None
+        return job
+
+    def signal(self, signum: int) -> None:
+        """Send a signal to the child; a child that already exited is not an error."""
+        if self.dead or not self.pid:
+            return
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def terminate_job(self, ending: Ending, now: float, grace: float) -> None:
+        """SIGTERM now and SIGKILL after ``grace`` seconds (see ``Supervisor._limits``)."""
+        self.ending = ending
+        self.kill_at = now + grace
+        self.signal(signal.SIGTERM)
+
+    def kill_job(self, ending: Ending) -> None:
+        self.ending = ending
+        self.kill_at = None
+        self.signal(signal.SIGKILL)

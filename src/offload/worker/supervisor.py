@@ -1,0 +1,724 @@
+"""The supervisor: claims jobs, hands them to child processes, records what they report.
+
+It runs no job code. One thread, one loop, blocked in ``multiprocessing.connection.wait``
+on the children's pipes and exit sentinels, the store's wake-up socket and a signal pipe.
+Each turn of the loop it reads what the children sent, enforces timeouts, heartbeats,
+writes everything pending in one ``job_record`` transaction, and claims as many jobs as it
+has idle children (never more: no prefetch).
+
+**Start method: fork, with no store connection open.** Children are forked from the
+supervisor, so they inherit the imported app without pickling it and without the app
+needing an importable ``module:attribute`` (a script may call :func:`run_worker` on an app
+defined in ``__main__``). Fork is only safe if nothing is shared that must not be: the
+supervisor closes its store (``app.close()``) right before every fork, so a child never
+holds, let alone uses, a database connection opened by its parent; the supervisor keeps
+no threads, so no lock can be copied mid-operation; and each child closes the pipe ends of
+its siblings and the supervisor's sockets. The store reopens lazily on the supervisor's
+next call, which costs one connect per child start (children are started rarely:
+at boot, after a crash or timeout, and on recycling).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait as wait_ready
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from offload import logs
+from offload.execution import after_crash, after_error, error_json
+from offload.store.base import (
+    ClaimedJob,
+    JobState,
+    MessageAdd,
+    Outcome,
+    ProcessInfo,
+    ProgressUpdate,
+    SaveValue,
+    Store,
+    Waiter,
+)
+from offload.worker import protocol
+from offload.worker.child import child_main
+from offload.worker.limits import describe_exit, peak_rss_self, rss_of
+from offload.worker.slots import Ending, Slot
+
+if TYPE_CHECKING:
+    from offload.app import Offload
+
+T = TypeVar("T")
+
+START_METHOD = "fork"
+#: Longest the loop blocks, so deadlines are checked even when nothing happens.
+MAX_WAIT = 1.0
+#: Progress alone is written at most this often; outcomes are written at once.
+PROGRESS_FLUSH = 0.1
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a supervisor runs: its queues and pool size, and for a drain when to stop.
+
+    ``kind`` is the process-table kind (``supervisor`` or ``drain``). With
+    ``exit_when_idle`` the supervisor stops once a claim finds nothing and no job runs.
+    """
+
+    queues: tuple[str, ...]
+    concurrency: int
+    kind: str = "supervisor"
+    exit_when_idle: bool = False
+    budget: float | None = None
+    max_jobs: int | None = None
+    lock_name: str | None = None
+
+
+@dataclass
+class Stats:
+    """Runs this supervisor finished, by how they ended."""
+
+    run: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    requeued: int = 0
+
+
+@dataclass
+class _Pending:
+    """Writes waiting for the next ``job_record`` transaction."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    progress: dict[tuple[str, int], ProgressUpdate] = field(default_factory=dict)
+    messages: list[MessageAdd] = field(default_factory=list)
+    saves: list[SaveValue] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.outcomes or self.progress or self.messages or self.saves or self.stopped)
+
+
+def default_queues(app: Offload) -> tuple[str, ...]:
+    """The queues of the app's registered tasks (``default`` if it has none)."""
+    return tuple(sorted({t.options.queue for t in app.tasks.values()})) or ("default",)
+
+
+def new_worker_id() -> str:
+    """A process-table id: host, pid and a random suffix (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Supervisor:
+    """A pool of child processes serving some queues. See the module docstring.
+
+    >>> Supervisor(app, WorkerConfig(queues=("default",), concurrency=4)).run()
+    """
+
+    def __init__(self, app: Offload, config: WorkerConfig, worker_id: str | None = None) -> None:
+        self.app = app
+        self.settings = app.settings
+        self.config = config
+        self.worker_id = worker_id or new_worker_id()
+        self.host = socket.gethostname()
+        self.stats = Stats()
+        self.slots: list[Slot | None] = [None] * config.concurrency
+        self._tasks = sorted(app.tasks)
+        self._mp = multiprocessing.get_context("fork")
+        self._pending = _Pending()
+        self._waiter: Waiter | None = None
+        self._signals: list[int] = []
+        self._signal_fds: tuple[int, int] | None = None
+        self._signal_socks: tuple[socket.socket, socket.socket] | None = None
+        self._previous_wakeup = -1
+        self._previous_handlers: dict[int, Any] = {}
+        self._started = time.time()
+        self._begun = time.monotonic()
+        self._stopping = False
+        self._fast = False
+        self._grace_end = 0.0
+        self._claimed = 0
+        self._idle = False
+        self._woken = True
+        self._next_poll = 0.0
+        self._next_heartbeat = 0.0
+        self._last_progress_flush = 0.0
+        self._store_failures = 0
+        self._retry_at = 0.0
+        self._respawn_at: dict[int, float] = {}
+        self._spawn_failures = 0
+
+    @property
+    def store(self) -> Store:
+        return self.app.store
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> Stats:
+        """Serve until stopped (SIGTERM, SIGINT, or idle/budget for a drain); return stats."""
+        self._install_signals()
+        try:
+            for index in range(self.config.concurrency):
+                self._spawn(index)
+            self._waiter = self._guard("waiter", lambda: self.store.waiter(self.config.queues))
+            logs.log(
+                "worker.started", worker=self.worker_id, kind=self.config.kind,
+                pid=os.getpid(), queues=",".join(self.config.queues),
+                concurrency=self.config.concurrency,
+            )  # fmt: skip
+            while not self._finished():
+                try:
+                    self._turn()
+                except Exception as exc:  # the loop must outlive any bug in one turn
+                    logs.log("worker.error", "error", worker=self.worker_id, error=repr(exc))
+                    time.sleep(0.1 + random.random() * 0.4)
+        finally:
+            self._shutdown()
+            self._restore_signals()
+        logs.log(
+            "worker.stopped", worker=self.worker_id, run=self.stats.run,
+            succeeded=self.stats.succeeded, failed=self.stats.failed,
+        )  # fmt: skip
+        return self.stats
+
+    def _turn(self) -> None:
+        ready = self._wait()
+        self._handle_signals()
+        for slot in self._live_slots():
+            if slot.conn in ready or slot.process.sentinel in ready:
+                self._read(slot)
+            if slot.process.sentinel in ready:
+                self._reap(slot)
+        self._note_wakeups(ready)
+        self._limits()
+        self._heartbeat()
+        self._flush()
+        self._claim()
+        self._check_drain()
+        self._respawn()
+
+    def _finished(self) -> bool:
+        return self._stopping and not any(s.job for s in self._live_slots())
+
+    def _wait(self) -> list[Any]:
+        objects: list[Any] = []
+        for slot in self._live_slots():
+            objects.append(slot.process.sentinel)
+            if not slot.eof:
+                objects.append(slot.conn)
+        if self._signal_fds:
+            objects.append(self._signal_fds[0])
+        if self._waiter is not None and hasattr(self._waiter, "fileno"):
+            objects.append(self._waiter)
+        return list(wait_ready(objects, self._timeout()))
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        moments = [now + MAX_WAIT, self._next_heartbeat]
+        for slot in self._live_slots():
+            moments.extend(m for m in (slot.deadline, slot.kill_at) if m is not None)
+        if self._stopping and not self._fast:
+            moments.append(self._grace_end)
+        if self._pending:
+            moments.append(max(self._retry_at, self._last_progress_flush + PROGRESS_FLUSH))
+        if any(s.idle for s in self._live_slots()):
+            moments.append(max(self._next_poll, self._retry_at))
+        if self.config.budget is not None:
+            moments.append(self._begun + self.config.budget)
+        moments.extend(self._respawn_at.values())
+        return max(0.0, min(moments) - now)
+
+    def _live_slots(self) -> list[Slot]:
+        return [s for s in self.slots if s is not None and not s.dead]
+
+    # -- children --------------------------------------------------------------------------
+    def _spawn(self, index: int) -> None:
+        parent_conn, child_conn = self._mp.Pipe(duplex=True)
+        inherited = [s.conn.fileno() for s in self._live_slots()]
+        inherited.append(parent_conn.fileno())
+        if self._signal_fds:
+            inherited.extend(self._signal_fds)
+        if self._waiter is not None and hasattr(self._waiter, "fileno"):
+            inherited.append(int(self._waiter.fileno()))
+        # See the module docstring: no store connection may cross the fork.
+        self.app.close()
+        process = self._mp.Process(
+            target=child_main,
+            args=(self.app, child_conn, self.worker_id, os.getpid(), inherited),
+            name=f"offload-child-{index}",
+        )
+        process.start()
+        child_conn.close()
+        recycle_at = random.randint(self.settings.recycle_min, self.settings.recycle_max)
+        self.slots[index] = Slot(
+            index=index, process=process, conn=parent_conn,
+            process_id=f"{self.worker_id}/{process.pid}", started_at=time.time(),
+            recycle_at=recycle_at,
+        )  # fmt: skip
+        self._respawn_at.pop(index, None)
+        logs.log("child.started", worker=self.worker_id, pid=process.pid, slot=index)
+
+    def _respawn(self) -> None:
+        if self._stopping:
+            return
+        now = time.monotonic()
+        for index, at in list(self._respawn_at.items()):
+            if now >= at:
+                self._spawn(index)
+
+    def _read(self, slot: Slot) -> None:
+        """Handle every message the child has sent so far."""
+        try:
+            while not slot.eof and slot.conn.poll(0):
+                self._on_message(slot, protocol.decode(slot.conn.recv_bytes()))
+        except (EOFError, OSError):
+            slot.eof = True  # the child is exiting; its sentinel says when it is gone
+
+    def _on_message(self, slot: Slot, message: protocol.Message) -> None:
+        op = message.get("op")
+        job = slot.job
+        if job is None or message.get("job", job.id) != job.id:
+            return  # a late report of a job the supervisor already gave up on
+        if op == "progress":
+            self._pending.progress[(job.id, job.attempt)] = ProgressUpdate(
+                job.id, job.attempt, float(message["current"]), message.get("total"),
+                message.get("message"),
+            )  # fmt: skip
+        elif op == "message":
+            self._pending.messages.append(MessageAdd(job.id, job.attempt, str(message["text"])))
+        elif op == "save":
+            self._pending.saves.append(
+                SaveValue(job.id, job.attempt, str(message["key"]), str(message["value"]))
+            )
+        elif op == "done":
+            outcome = protocol.outcome_from_dict(message["outcome"])
+            if (outcome.job_id, outcome.attempt) == (job.id, job.attempt):
+                slot.peak_rss = max(slot.peak_rss, int(message.get("peak_rss", 0)))
+                self._finish(slot, outcome)
+                self._spawn_failures = 0
+                self._maybe_recycle(slot)
+
+    def _maybe_recycle(self, slot: Slot) -> None:
+        if self._stopping:
+            return
+        limit = self.settings.child_memory_limit
+        rss = rss_of(slot.pid) if limit else 0
+        why = None
+        if slot.served >= slot.recycle_at:
+            why = f"served {slot.served} jobs"
+        elif limit and rss > limit:
+            why = f"RSS {rss} bytes is over child_memory_limit {limit}"
+        if why is None:
+            return
+        slot.retiring = True
+        logs.log("child.recycle", worker=self.worker_id, pid=slot.pid, reason=why)
+        self._send(slot, {"op": "stop"})
+
+    def _send(self, slot: Slot, message: protocol.Message) -> bool:
+        try:
+            slot.conn.send_bytes(protocol.encode(message))
+            return True
+        except (OSError, ValueError):
+            slot.eof = True
+            return False
+
+    def _reap(self, slot: Slot) -> None:
+        """The child exited: settle its job, schedule a replacement."""
+        slot.process.join(timeout=1.0)
+        slot.dead = True
+        exit_text = describe_exit(slot.process.exitcode)
+        had_job = slot.job is not None
+        if slot.job is not None:
+            outcome = self._death_outcome(slot, slot.job, exit_text)
+            if outcome is None:
+                slot.end_job()
+            else:
+                self._finish(slot, outcome)
+        slot.conn.close()
+        self._pending.stopped.append(slot.process_id)
+        expected = slot.retiring or self._stopping
+        logs.log(
+            "child.exited", "info" if expected else "warning", worker=self.worker_id,
+            pid=slot.pid, exit=exit_text,
+        )  # fmt: skip
+        delay = 0.0
+        if not (expected or had_job):
+            # Dying while idle is the child's own fault (a broken import, a bad fork):
+            # back off, so a broken environment does not become a fork loop.
+            self._spawn_failures += 1
+            delay = min(30.0, 0.25 * 2 ** min(self._spawn_failures, 8))
+        self._respawn_at[slot.index] = time.monotonic() + delay
+
+    def _death_outcome(self, slot: Slot, job: ClaimedJob, exit_text: str) -> Outcome | None:
+        wid = self.worker_id
+        if slot.ending is Ending.LOST:
+            return None
+        if slot.ending is Ending.TIMEOUT:
+            text = f"timed out after {job.timeout:g} s"
+            return after_error(job, error_json("Timeout", text), text, worker_id=wid)
+        if slot.ending is Ending.SHUTDOWN:
+            return Outcome(
+                job.id, job.attempt, JobState.QUEUED, count_error=False,
+                reason="worker stopped before the job finished; requeued", worker_id=wid,
+            )  # fmt: skip
+        message = f"the child process running the job died ({exit_text})"
+        return after_crash(
+            job, error_json("WorkerCrash", message), f"child {slot.pid} {exit_text}",
+            crash_limit=self.settings.crash_limit, worker_id=wid,
+        )  # fmt: skip
+
+    def _finish(self, slot: Slot, outcome: Outcome) -> None:
+        """A run ended: queue its outcome for the next write and log it."""
+        job = slot.end_job()
+        self._pending.outcomes.append(outcome)
+        # A slot just freed up: the next claim should not wait for a poll or a wake-up.
+        self._idle = False
+        ok = outcome.state is JobState.SUCCEEDED
+        requeue = outcome.state is JobState.QUEUED and not (outcome.count_error or outcome.crashed)
+        if requeue:
+            self.stats.requeued += 1
+        else:
+            slot.served += 1
+            slot.failed += 0 if ok else 1
+            self.stats.run += 1
+            self.stats.succeeded += 1 if ok else 0
+            self.stats.failed += 0 if ok else 1
+        logs.log(
+            _event_of(outcome), "info" if ok or requeue else "warning", job=outcome.job_id,
+            task=job.task if job else None, attempt=outcome.attempt, pid=slot.pid,
+            duration_ms=int((time.monotonic() - slot.job_started) * 1000),
+            reason=outcome.reason or None,
+        )  # fmt: skip
+
+    # -- limits and stopping ---------------------------------------------------------------
+    def _limits(self) -> None:
+        now = time.monotonic()
+        if self._stopping and not self._fast and now >= self._grace_end:
+            self._stop(fast=True, why="shutdown grace period over")
+        for slot in self._live_slots():
+            if slot.job is None:
+                continue
+            if slot.kill_at is not None and now >= slot.kill_at:
+                slot.kill_job(slot.ending or Ending.TIMEOUT)
+            elif slot.ending is None and slot.deadline is not None and now >= slot.deadline:
+                logs.log(
+                    "job.timeout", "warning", job=slot.job.id, task=slot.job.task,
+                    attempt=slot.job.attempt, pid=slot.pid, timeout=slot.job.timeout,
+                )  # fmt: skip
+                slot.terminate_job(Ending.TIMEOUT, now, self.settings.kill_grace)
+
+    def _stop(self, *, fast: bool, why: str) -> None:
+        """Stop claiming; with ``fast``, kill running jobs now (they are requeued)."""
+        if not self._stopping:
+            self._stopping = True
+            self._grace_end = time.monotonic() + self.settings.shutdown_grace
+            logs.log("worker.stopping", worker=self.worker_id, reason=why, fast=fast)
+        if fast and not self._fast:
+            self._fast = True
+            for slot in self._live_slots():
+                if slot.job is not None and slot.ending is not Ending.LOST:
+                    slot.kill_job(Ending.SHUTDOWN)
+
+    def _check_drain(self) -> None:
+        config = self.config
+        if not config.exit_when_idle or self._stopping:
+            return
+        if config.budget is not None and time.monotonic() - self._begun >= config.budget:
+            self._stop(fast=False, why="budget spent")
+            return
+        busy = any(s.job for s in self._live_slots())
+        spent = config.max_jobs is not None and self._claimed >= config.max_jobs
+        if not busy and (spent or self._idle):
+            self._stop(fast=False, why="max jobs reached" if spent else "queue empty")
+
+    # -- signals ---------------------------------------------------------------------------
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        read, write = socket.socketpair()
+        read.setblocking(False)
+        write.setblocking(False)
+        self._signal_socks = (read, write)
+        self._signal_fds = (read.fileno(), write.fileno())
+        # The wake-up fd interrupts the blocking wait; the handler only records the signal.
+        self._previous_wakeup = signal.set_wakeup_fd(write.fileno(), warn_on_full_buffer=False)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals.append(signum)
+
+    def _handle_signals(self) -> None:
+        if self._signal_socks is not None:
+            try:
+                while self._signal_socks[0].recv(512):
+                    pass
+            except OSError:
+                pass
+        while self._signals:
+            signum = self._signals.pop(0)
+            name = signal.Signals(signum).name
+            graceful = signum == signal.SIGTERM and not self._stopping
+            self._stop(fast=not graceful, why=f"received {name}")
+
+    def _restore_signals(self) -> None:
+        if self._signal_socks is None:
+            return
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(self._previous_wakeup)
+        for sock in self._signal_socks:
+            sock.close()
+        self._signal_fds = self._signal_socks = None
+
+    # -- the store -------------------------------------------------------------------------
+    def _guard(self, what: str, call: Callable[[], T]) -> T | None:
+        """Run a store call; on failure log, back off with jitter and return None.
+
+        The store may be down for minutes (a PostgreSQL failover, a locked SQLite file);
+        the supervisor keeps its children and their jobs, and retries later.
+        """
+        try:
+            value = call()
+        except Exception as exc:
+            self._store_failures += 1
+            delay = min(30.0, 0.2 * 2 ** min(self._store_failures, 8)) * (0.5 + random.random())
+            self._retry_at = time.monotonic() + delay
+            logs.log(
+                "store.error", "warning", worker=self.worker_id, op=what, error=repr(exc),
+                retry_in=round(delay, 2),
+            )  # fmt: skip
+            return None
+        self._store_failures = 0
+        self._retry_at = 0.0
+        return value
+
+    def _note_wakeups(self, ready: Sequence[Any]) -> None:
+        waiter = self._waiter
+        if waiter is None:
+            return
+        if not hasattr(waiter, "fileno"):
+            self._woken = waiter.wait(0) or self._woken
+        elif waiter in ready:
+            self._woken = waiter.wait(0) or self._woken
+
+    def _claim(self) -> None:
+        now = time.monotonic()
+        if self._stopping or now < self._retry_at:
+            return
+        free = [s for s in self._live_slots() if s.idle]
+        if not free or (self._idle and not self._woken and now < self._next_poll):
+            return
+        limit = len(free)
+        if self.config.max_jobs is not None:
+            limit = min(limit, self.config.max_jobs - self._claimed)
+        if limit <= 0:
+            return
+        self._woken = False
+        self._next_poll = now + self.settings.poll_interval
+        jobs = self._guard(
+            "claim",
+            lambda: self.store.job_claim(
+                worker_id=self.worker_id, queues=self.config.queues, tasks=self._tasks,
+                limit=limit, lease=self.settings.lease,
+            ),
+        )  # fmt: skip
+        if jobs is None:
+            return
+        self._idle = len(jobs) < len(free)
+        self._claimed += len(jobs)
+        for slot, job in zip(free, jobs, strict=False):
+            self._dispatch(slot, job)
+
+    def _dispatch(self, slot: Slot, job: ClaimedJob) -> None:
+        slot.start_job(job, time.monotonic())
+        logs.log(
+            "job.started", job=job.id, task=job.task, attempt=job.attempt, pid=slot.pid,
+            queue=job.queue,
+        )  # fmt: skip
+        if not self._send(slot, {"op": "run", "job": protocol.job_to_dict(job)}):
+            # The child died between its last message and this one; it never saw the job.
+            slot.ending = Ending.SHUTDOWN
+
+    def _flush(self, force: bool = False) -> bool:
+        """Write everything pending in one transaction; False if it must be retried."""
+        pending = self._pending
+        if not pending:
+            return True
+        now = time.monotonic()
+        if not force:
+            if now < self._retry_at:
+                return False
+            if not (pending.outcomes or pending.stopped) and (
+                now - self._last_progress_flush < PROGRESS_FLUSH
+            ):
+                return False
+        self._last_progress_flush = now
+        self._pending = _Pending()
+
+        def write() -> list[bool]:
+            accepted = self.store.job_record(
+                outcomes=pending.outcomes, progress=list(pending.progress.values()),
+                messages=pending.messages, saves=pending.saves,
+            )  # fmt: skip
+            self.store.process_stop(pending.stopped)
+            return accepted
+
+        accepted = self._guard("record", write)
+        if accepted is None:
+            self._pending = _merge(pending, self._pending)  # keep every write for the retry
+            return False
+        for outcome, ok in zip(pending.outcomes, accepted, strict=False):
+            if not ok:
+                logs.log(
+                    "job.outcome_refused", "warning", job=outcome.job_id,
+                    attempt=outcome.attempt, state=outcome.state.value,
+                    reason="the lease was lost (the job was rescued or cancelled)",
+                )  # fmt: skip
+        return True
+
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + self.settings.heartbeat
+        runs = [(s.job.id, s.job.attempt) for s in self._live_slots() if s.job is not None]
+        # Outcomes not yet written still need their lease, or another worker would rescue
+        # (and run again) a job that already finished here.
+        runs.extend((o.job_id, o.attempt) for o in self._pending.outcomes)
+        renewed = self._guard(
+            "lease_renew",
+            lambda: self.store.lease_renew(
+                worker_id=self.worker_id, runs=runs, lease=self.settings.lease
+            ),
+        )
+        if renewed is not None:
+            self._on_renewed(renewed.lost, renewed.cancel_requested)
+        self._guard("process_heartbeat", lambda: self.store.process_heartbeat(self._rows()))
+        self._renew_lock()
+        rescued = self._guard(
+            "lease_rescue",
+            lambda: self.store.lease_rescue_expired(crash_limit=self.settings.crash_limit),
+        )
+        for item in rescued or ():
+            logs.log(
+                "job.rescued", "warning", job=item.job_id, attempt=item.attempt,
+                state=item.state.value, reason="lease expired",
+            )  # fmt: skip
+            self._idle = False
+
+    def _on_renewed(self, lost: Sequence[str], cancel: Sequence[str]) -> None:
+        lost_ids, cancel_ids = set(lost), set(cancel)
+        for slot in self._live_slots():
+            job = slot.job
+            if job is None:
+                continue
+            if job.id in lost_ids and slot.ending is not Ending.LOST:
+                # Another worker owns this job now; a second copy must not keep running.
+                logs.log("job.lost", "warning", job=job.id, attempt=job.attempt, pid=slot.pid)
+                slot.kill_job(Ending.LOST)
+            elif job.id in cancel_ids:
+                self._send(slot, {"op": "cancel", "job": job.id})
+
+    def _renew_lock(self) -> None:
+        name = self.config.lock_name
+        if name is None:
+            return
+        held = self._guard(
+            "lock", lambda: self.store.lock_acquire(name, self.worker_id, self.settings.lease)
+        )
+        if held is False:
+            self._stop(fast=False, why=f"lost the lock {name} to another process")
+
+    def _rows(self) -> list[ProcessInfo]:
+        queues = ",".join(self.config.queues)
+        rss = rss_of(os.getpid())
+        rows = [
+            ProcessInfo(
+                id=self.worker_id, kind=self.config.kind, host=self.host, pid=os.getpid(),
+                queues=queues, started_at=self._started, served=self.stats.run,
+                failed=self.stats.failed, rss=rss, peak_rss=max(rss, peak_rss_self()),
+                info=json.dumps({"concurrency": self.config.concurrency}),
+            )
+        ]  # fmt: skip
+        for slot in self._live_slots():
+            child_rss = rss_of(slot.pid)
+            slot.peak_rss = max(slot.peak_rss, child_rss)
+            rows.append(
+                ProcessInfo(
+                    id=slot.process_id, kind="child", host=self.host, pid=slot.pid,
+                    parent_id=self.worker_id, queues=queues, started_at=slot.started_at,
+                    served=slot.served, failed=slot.failed,
+                    current_job=slot.job.id if slot.job else None, rss=child_rss,
+                    peak_rss=slot.peak_rss,
+                )
+            )  # fmt: skip
+        return rows
+
+    # -- the end -----------------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        """Stop the children, write what is pending, leave the process table."""
+        self._stop(fast=True, why="exiting")
+        for slot in self._live_slots():
+            if slot.job is None:
+                self._send(slot, {"op": "stop"})
+        deadline = time.monotonic() + self.settings.kill_grace
+        for slot in self._live_slots():
+            slot.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if slot.process.exitcode is None:
+                slot.kill_job(slot.ending or Ending.SHUTDOWN)
+                slot.process.join(timeout=5.0)
+            self._read(slot)
+            self._reap(slot)
+        self._respawn_at.clear()
+        self._final_flush()
+        ids = [self.worker_id]
+        self._guard("process_stop", lambda: self.store.process_stop(ids))
+        if self.config.lock_name:
+            name = self.config.lock_name
+            self._guard("lock_release", lambda: self.store.lock_release(name, self.worker_id))
+        if self._waiter is not None:
+            self._waiter.close()
+        self.app.close()
+
+    def _final_flush(self) -> None:
+        # Outcomes must land while their leases are valid: retry for about one lease. Past
+        # that another worker rescues the job, so nothing is lost by giving up.
+        deadline = time.monotonic() + self.settings.lease
+        while not self._flush(force=True):
+            if time.monotonic() >= deadline:
+                logs.log(
+                    "worker.unrecorded", "error", worker=self.worker_id,
+                    outcomes=len(self._pending.outcomes),
+                    reason="store unavailable; the jobs run again after their lease expires",
+                )  # fmt: skip
+                return
+            time.sleep(max(0.05, min(1.0, self._retry_at - time.monotonic())))
+
+
+def _merge(older: _Pending, newer: _Pending) -> _Pending:
+    merged = _Pending(
+        outcomes=older.outcomes + newer.outcomes,
+        progress={**older.progress, **newer.progress},
+        messages=older.messages + newer.messages,
+        saves=older.saves + newer.saves,
+        stopped=older.stopped + newer.stopped,
+    )
+    return merged
+
+
+def _event_of(outcome: Outcome) -> str:
+    state = outcome.state
+    if state is JobState.QUEUED:
+        if outcome.crashed:
+            return "job.crashed"
+        return "job.retry" if outcome.count_error else "job.requeued"
+    if state is JobState.QUARANTINED:
+        return "job.quarantined"
+    return f"job.{state.value}"

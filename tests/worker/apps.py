@@ -1,0 +1,118 @@
+"""Task apps for worker tests. Every task writes ledger rows (job id, attempt, pid, phase)
+into a separate SQLite file named by ``OFFLOAD_TEST_LEDGER``: the oracle for lost and
+duplicated runs, independent of the store under test.
+
+``app`` knows every task; ``small_app`` lacks ``extra``, to test unknown tasks. Both read
+``OFFLOAD_URL`` when built; tests in this process point them at their own store.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sqlite3
+import time
+
+from offload import Cancel, JobContext, Offload, current_job
+
+app = Offload()
+small_app = Offload()
+
+
+def ledger(phase: str) -> None:
+    """Append one row for the running job."""
+    ctx = current_job()
+    assert ctx is not None
+    conn = sqlite3.connect(os.environ["OFFLOAD_TEST_LEDGER"], timeout=30, isolation_level=None)
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS runs (job TEXT, attempt INT, pid INT, phase TEXT)")
+        conn.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, ?)", (ctx.id, ctx.attempt, os.getpid(), phase)
+        )
+    finally:
+        conn.close()
+
+
+def _gate(path: str) -> None:
+    # Job code may poll: this is the "long job" of the tests, released by the test.
+    while not os.path.exists(path):
+        time.sleep(0.02)
+
+
+def record(n: int = 0) -> int:
+    """Succeed at once."""
+    ledger("done")
+    return n
+
+
+def gated(gate: str) -> str:
+    """Run until the file ``gate`` exists."""
+    ledger("start")
+    _gate(gate)
+    ledger("done")
+    return "opened"
+
+
+def pid() -> int:
+    """Return the pid of the child that ran the job."""
+    ledger("done")
+    return os.getpid()
+
+
+def hang() -> None:
+    """Block in C with SIGTERM ignored: only SIGKILL ends it."""
+    ledger("start")
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    while True:
+        signal.pause()
+
+
+def segfault() -> None:
+    """Crash the child process."""
+    ledger("start")
+    ctypes.string_at(0)
+
+
+def exit_hard(code: int) -> None:
+    ledger("start")
+    os._exit(code)
+
+
+def allocate(megabytes: int) -> int:
+    ledger("start")
+    block = bytearray(megabytes * 1024 * 1024)
+    ledger("done")
+    return len(block)
+
+
+def until_cancelled(ctx: JobContext) -> None:
+    """Loop until someone cancels the job."""
+    ledger("start")
+    while not ctx.cancel_requested:
+        time.sleep(0.02)
+    ledger("done")
+    raise Cancel("saw cancel_requested")
+
+
+async def async_add(a: int, b: int) -> int:
+    ledger("done")
+    return a + b
+
+
+def extra() -> str:
+    ledger("done")
+    return "extra"
+
+
+for _app in (app, small_app):
+    _app.task(record)
+    _app.task(gated)
+    _app.task(pid)
+    _app.task(hang, retries=0, timeout=1)
+    _app.task(segfault)
+    _app.task(exit_hard, retries=0)
+    _app.task(allocate, retries=0, memory_limit=64 * 1024 * 1024)
+    _app.task(until_cancelled, context=True)
+    _app.task(async_add)
+app.task(extra)
