@@ -1,0 +1,95 @@
+"""Crashes, timeouts and kills, with real processes. The ledger counts runs."""
+
+from __future__ import annotations
+
+import signal
+
+from offload import JobState
+from offload.testing import wait_for
+from tests.fixtures.processes import process_gone
+from tests.worker.conftest import Harness
+
+
+def test_job_whose_child_is_sigkilled_runs_again_and_nothing_is_lost(harness: Harness) -> None:
+    # Given a worker running one gated job, with five quick jobs behind it
+    gate = harness.gate()
+    victim = harness.task("gated").enqueue(str(gate))
+    others = [harness.task("record").enqueue(i) for i in range(5)]
+    harness.start("worker", "--concurrency", "2")
+    child = wait_for(lambda: harness.child_running(victim.id), timeout=10, what="child row")
+
+    # When its child is killed mid-job
+    harness.signal_pid(child.pid, signal.SIGKILL)
+    wait_for(lambda: harness.runs_of(victim.id, "start") == 2, timeout=10, what="second run")
+    gate.touch()
+
+    # Then it ran twice, succeeded once, and every other job ran exactly once
+    assert victim.wait(timeout=10).state is JobState.SUCCEEDED
+    assert victim.record.crashes == 1 and victim.record.errors == 0
+    for job in others:
+        assert job.wait(timeout=10).state is JobState.SUCCEEDED
+        assert harness.runs_of(job.id) == 1
+    assert harness.runs_of(victim.id) == 1
+    assert any(e.kind == "retry" for e in victim.events())
+
+
+def test_segfaulting_job_is_quarantined_while_other_jobs_complete(harness: Harness) -> None:
+    crasher = harness.task("segfault").enqueue()
+    others = [harness.task("record").enqueue(i) for i in range(6)]
+    worker = harness.start("worker", "--concurrency", "2")
+
+    assert crasher.wait(timeout=20).state is JobState.QUARANTINED
+    assert harness.runs_of(crasher.id, "start") == 3
+    assert "SIGSEGV" in crasher.error["message"]  # type: ignore[index]
+    for job in others:
+        assert job.wait(timeout=10).state is JobState.SUCCEEDED
+        assert harness.runs_of(job.id) == 1
+    assert "event=job.quarantined" in worker.log()
+    assert "event=job.crashed" in worker.log()
+
+
+def test_child_exiting_mid_job_is_a_crash_and_the_worker_goes_on(harness: Harness) -> None:
+    job = harness.task("exit_hard").enqueue(3)
+    harness.start("worker", "--concurrency", "1", crash_limit=2)
+
+    assert job.wait(timeout=15).state is JobState.QUARANTINED
+    assert "exit code 3" in job.error["message"]  # type: ignore[index]
+    after = harness.task("record").enqueue(1)
+    assert after.wait(timeout=10).state is JobState.SUCCEEDED
+
+
+def test_hanging_job_is_killed_at_its_timeout_and_fails(harness: Harness) -> None:
+    # `hang` ignores SIGTERM and blocks in pause(): only SIGKILL after kill_grace ends it.
+    job = harness.task("hang").enqueue()
+    worker = harness.start("worker", "--concurrency", "1", kill_grace=0.5)
+
+    assert job.wait(timeout=15).state is JobState.FAILED
+    assert job.error["type"] == "Timeout"  # type: ignore[index]
+    assert "timed out after 1 s" in job.error["message"]  # type: ignore[index]
+    assert "event=job.timeout" in worker.log()
+    after = harness.task("record").enqueue(2)
+    assert after.wait(timeout=10).state is JobState.SUCCEEDED  # the child was replaced
+
+
+def test_killed_supervisor_leaves_jobs_that_another_worker_completes(harness: Harness) -> None:
+    # Given a worker with two jobs running
+    gate = harness.gate()
+    jobs = [harness.task("gated").enqueue(str(gate)) for _ in range(2)]
+    first = harness.start("worker", "--concurrency", "2", lease=3)
+    children = [wait_for(lambda j=j: harness.child_running(j.id), timeout=10) for j in jobs]
+
+    # When the supervisor is SIGKILLed
+    first.signal(signal.SIGKILL)
+    first.wait()
+
+    # Then its children stop too, and the jobs wait for their lease to expire
+    for child in children:
+        wait_for(lambda c=child: process_gone(c.pid), timeout=5, what=f"child {child.pid} gone")
+    assert all(j.refresh().state is JobState.RUNNING for j in jobs)
+    gate.touch()
+    harness.start("worker", "--concurrency", "2", lease=3)
+    for job in jobs:
+        assert job.wait(timeout=20).state is JobState.SUCCEEDED
+        assert job.record.crashes == 1
+        assert harness.runs_of(job.id) == 1
+        assert harness.runs_of(job.id, "start") == 2

@@ -1,0 +1,112 @@
+"""A running worker pool: what it claims, how it reports, recycles and cancels."""
+
+from __future__ import annotations
+
+import signal
+
+from offload import JobState
+from offload.testing import wait_for
+from tests.worker.conftest import Harness
+
+
+def test_process_table_shows_the_supervisor_and_its_children(harness: Harness) -> None:
+    worker = harness.start("worker", "--concurrency", "2")
+
+    def rows() -> bool:
+        running = harness.processes()
+        return len(running) == 3 and running
+
+    running = wait_for(rows, timeout=10, what="three process rows")
+    (supervisor,) = [p for p in running if p.kind == "supervisor"]
+    children = [p for p in running if p.kind == "child"]
+    assert supervisor.pid == worker.pid
+    assert supervisor.queues == "default"
+    assert len(children) == 2
+    assert all(c.parent_id == supervisor.id and c.rss > 0 for c in children)
+
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=10) == 0
+    assert harness.processes() == []
+    assert len(harness.processes("stopped")) == 3
+
+
+def test_job_of_an_unknown_task_stays_queued_until_a_worker_knows_it(harness: Harness) -> None:
+    # Given a job of a task the first worker's app does not register
+    extra = harness.task("extra").enqueue()
+    small = harness.start("worker", "--concurrency", "1", app="tests.worker.apps:small_app")
+    known = harness.task("record").enqueue(1)
+    assert known.wait(timeout=10).state is JobState.SUCCEEDED
+
+    # Then it stays queued, untouched and visible
+    record = extra.refresh().record
+    assert (record.state, record.attempt, record.errors) == (JobState.QUEUED, 0, 0)
+    small.signal(signal.SIGTERM)
+    assert small.wait(timeout=10) == 0
+
+    # When a worker that knows the task starts, it runs
+    harness.start("worker", "--concurrency", "1")
+    assert extra.wait(timeout=10).result() == "extra"
+
+
+def test_children_are_recycled_after_their_job_count(harness: Harness) -> None:
+    jobs = [harness.task("pid").enqueue() for _ in range(20)]
+    worker = harness.start("worker", "--concurrency", "2", recycle_min=5, recycle_max=5)
+
+    pids = {job.wait(timeout=20).result() for job in jobs}
+
+    assert len(pids) >= 4  # 20 jobs, at most 5 per child
+    assert len(harness.rows("done")) == 20
+    assert "event=child.recycle" in worker.log()
+
+
+def test_children_over_the_memory_cap_are_recycled(harness: Harness) -> None:
+    jobs = [harness.task("pid").enqueue() for _ in range(3)]
+    harness.start("worker", "--concurrency", "1", child_memory_limit=1024 * 1024)
+
+    pids = [job.wait(timeout=20).result() for job in jobs]
+
+    assert len(set(pids)) == 3  # every child is over 1 MiB, so each serves one job
+
+
+def test_cancel_of_a_running_job_is_seen_by_the_job(harness: Harness) -> None:
+    job = harness.task("until_cancelled").enqueue()
+    harness.start("worker", "--concurrency", "1")
+    wait_for(lambda: harness.runs_of(job.id, "start") == 1, timeout=10, what="job started")
+
+    assert job.cancel() is JobState.RUNNING
+
+    assert job.wait(timeout=10).state is JobState.CANCELLED
+    assert harness.runs_of(job.id) == 1  # the job saw ctx.cancel_requested and stopped
+
+
+def test_task_memory_limit_turns_a_huge_allocation_into_a_failure(harness: Harness) -> None:
+    job = harness.task("allocate").enqueue(1024)  # 1 GiB against a 64 MiB limit
+    harness.start("worker", "--concurrency", "1")
+
+    assert job.wait(timeout=15).state is JobState.FAILED
+    assert "memory limit exceeded" in job.error["message"]  # type: ignore[index]
+    # The limit was lifted after the job: the same child allocates freely again.
+    after = harness.task("allocate").using(memory_limit=None).enqueue(100)
+    assert after.wait(timeout=10).result() == 100 * 1024 * 1024
+
+
+def test_async_tasks_and_log_lines(harness: Harness) -> None:
+    log_file = harness.tmp / "worker.log"
+    jobs = [harness.task("async_add").enqueue(i, 1) for i in range(3)]
+    harness.start("worker", "--concurrency", "1", "--log-file", str(log_file))
+
+    assert [j.wait(timeout=10).result() for j in jobs] == [1, 2, 3]
+    text = wait_for(lambda: log_file.exists() and log_file.read_text(), timeout=5)
+    line = next(ln for ln in text.splitlines() if "event=job.succeeded" in ln)
+    assert f"job={jobs[0].id} task=tests.worker.apps.async_add attempt=1 " in line
+    assert line.startswith("ts=") and " level=info " in line and "duration_ms=" in line
+
+
+def test_new_jobs_start_without_waiting_for_a_poll(harness: Harness) -> None:
+    harness.start("worker", "--concurrency", "1", poll_interval=30)
+    wait_for(lambda: len(harness.processes()) == 2, timeout=10, what="worker up")
+
+    job = harness.task("record").enqueue(5)
+
+    # Only the wake-up datagram can start it this soon: the poll interval is 30 s.
+    assert job.wait(timeout=5).result() == 5
