@@ -1,4 +1,4 @@
-"""``offload ps``: the process table (supervisors, children, drains, services)."""
+"""``offload ps``: the process table (supervisors, their children, drains)."""
 
 from __future__ import annotations
 
