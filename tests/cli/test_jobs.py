@@ -115,6 +115,7 @@ def test_show_prints_fields_history_messages_saved_data_and_traceback(app, cli):
         assert text in out
     assert '"rows": -1' in out
     assert "75% (3/4)" in out
+    assert "1 started; errors 1 (fails at 1); crashes 0" in out
     assert "ValueError: n must not be negative" in out
     assert "Traceback (most recent call last)" in out  # the job's own traceback, as text
 

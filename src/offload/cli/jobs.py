@@ -174,7 +174,9 @@ def fields_table(r: JobRecord, now: float) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    attempts = f"{r.attempt} started; errors {r.errors} of {r.max_attempts}; crashes {r.crashes}"
+    attempts = (
+        f"{r.attempt} started; errors {r.errors} (fails at {r.max_attempts}); crashes {r.crashes}"
+    )
     age = human_duration(now - r.created_at)
     rows: list[tuple[str, Text]] = [
         ("task", cell(r.task)),
