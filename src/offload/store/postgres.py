@@ -435,12 +435,17 @@ class PostgresStore(Store):
                 " AND run_at <= {now} AND task = ANY(%(tasks)s)"
                 " ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
             )
+        # The picked ids are materialised once: as a plain "id IN (subquery)" the planner
+        # may rescan the locking subquery per row, and each rescan skips the rows this very
+        # statement just updated, claiming far more than the limit.
         query = self.q(
-            "WITH claimed AS (UPDATE {jobs} SET state = 'running', attempt = attempt + 1,"
+            f"WITH picked AS MATERIALIZED ({pick}),"
+            " claimed AS (UPDATE {jobs} j SET state = 'running', attempt = j.attempt + 1,"
             " worker_id = %(worker)s, leased_until = {now} + %(lease)s::float8,"
             " started_at = {now}, cancel_requested = false"
-            f" WHERE id IN ({pick}) AND state = 'queued'"
-            f" RETURNING {_CLAIM_COLUMNS}, run_at),"
+            " FROM picked WHERE j.id = picked.id AND j.state = 'queued'"
+            " RETURNING j.id, j.task, j.queue, j.args, j.kwargs, j.attempt, j.max_attempts,"
+            " j.errors, j.crashes, j.timeout, j.options, j.priority, j.run_at),"
             " ev AS (INSERT INTO {events} (job_id, at, attempt, kind, worker_id)"
             " SELECT id, {now}, attempt, 'started', %(worker)s FROM claimed)"
             f" SELECT {_CLAIM_COLUMNS} FROM claimed ORDER BY priority DESC, run_at, id"

@@ -307,7 +307,7 @@ class SQLiteStore(Store):
             rows = c.execute(
                 "UPDATE offload_jobs SET state = 'running', attempt = attempt + 1,"
                 " worker_id = ?, leased_until = ?, started_at = ?, cancel_requested = 0"
-                f" WHERE id IN ({select}) RETURNING {_CLAIM_COLUMNS}",
+                f" WHERE id IN ({select}) RETURNING {_CLAIM_COLUMNS}, run_at",
                 [worker_id, now + lease, now, *bound],
             ).fetchall()
             c.executemany(
@@ -315,11 +315,11 @@ class SQLiteStore(Store):
                 " VALUES (?, ?, ?, 'started', ?)",
                 [(r[0], now, r[5], worker_id) for r in rows],
             )
-            return [ClaimedJob(*r) for r in rows]
+            # RETURNING comes in no particular order: hand jobs out in claim order.
+            rows.sort(key=lambda r: (-r[11], r[12], r[0]))
+            return [ClaimedJob(*r[:12]) for r in rows]
 
-        claimed = self._write(claim)
-        claimed.sort(key=lambda j: (-j.priority, j.id))
-        return claimed
+        return self._write(claim)
 
     def _claim_ids(
         self,
