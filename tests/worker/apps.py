@@ -95,6 +95,16 @@ def until_cancelled(ctx: JobContext) -> None:
     raise Cancel("saw cancel_requested")
 
 
+def reporting(ctx: JobContext, gate: str) -> str:
+    """Report progress, a log line and a saved value, then wait for ``gate``."""
+    ctx.progress(1, total=4, message="first step")
+    ctx.message("hello from the child")
+    ctx.save("partial", {"rows": 10})
+    _gate(gate)
+    ledger("done")
+    return "reported"
+
+
 async def async_add(a: int, b: int) -> int:
     ledger("done")
     return a + b
@@ -114,5 +124,6 @@ for _app in (app, small_app):
     _app.task(exit_hard, retries=0)
     _app.task(allocate, retries=0, memory_limit=64 * 1024 * 1024)
     _app.task(until_cancelled, context=True)
+    _app.task(reporting, context=True)
     _app.task(async_add)
 app.task(extra)

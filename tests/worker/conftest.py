@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from offload import Offload
 from offload.store.base import ProcessInfo
 from tests.fixtures import processes
 from tests.worker import apps
@@ -18,9 +17,9 @@ from tests.worker import apps
 class Harness:
     """Everything a worker test needs; processes it starts are killed at the end."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, url: str | None = None) -> None:
         self.tmp = tmp_path
-        self.url = f"sqlite:///{tmp_path / 'jobs.db'}"
+        self.url = url or f"sqlite:///{tmp_path / 'jobs.db'}"
         self.ledger = tmp_path / "ledger.db"
         self.procs: list[processes.WorkerProcess] = []
         self.app = apps.app
@@ -82,5 +81,8 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
 
 
 @pytest.fixture
-def client(harness: Harness) -> Offload:
-    return harness.app
+def pg_harness(tmp_path: Path, postgres_url: str) -> Iterator[Harness]:
+    """The same, on a fresh PostgreSQL database."""
+    h = Harness(tmp_path, postgres_url)
+    yield h
+    h.close()

@@ -110,3 +110,20 @@ def test_new_jobs_start_without_waiting_for_a_poll(harness: Harness) -> None:
 
     # Only the wake-up datagram can start it this soon: the poll interval is 30 s.
     assert job.wait(timeout=5).result() == 5
+
+
+def test_progress_messages_and_saves_reach_the_store_while_the_job_runs(
+    harness: Harness,
+) -> None:
+    gate = harness.gate()
+    job = harness.task("reporting").enqueue(str(gate))
+    harness.start("worker", "--concurrency", "1")
+
+    wait_for(lambda: job.refresh().progress.current == 1, timeout=10, what="progress")
+    assert job.state is JobState.RUNNING
+    assert job.progress.total == 4 and job.progress.message == "first step"
+    assert job.saved == {"partial": {"rows": 10}}
+    gate.touch()
+
+    assert job.wait(timeout=10).result() == "reported"
+    assert [m.text for m in job.messages()] == ["hello from the child"]

@@ -214,9 +214,28 @@ class Supervisor:
                 objects.append(slot.conn)
         if self._signal_fds:
             objects.append(self._signal_fds[0])
-        if self._waiter is not None and hasattr(self._waiter, "fileno"):
-            objects.append(self._waiter)
-        return list(wait_ready(objects, self._timeout()))
+        timeout = self._timeout()
+        waiter = self._waiter
+        if waiter is not None and hasattr(waiter, "fileno"):
+            objects.append(waiter)
+        elif waiter is not None:
+            timeout = self._wait_without_fd(waiter, timeout)
+        return list(wait_ready(objects, timeout))
+
+    def _wait_without_fd(self, waiter: Waiter, timeout: float) -> float:
+        """Use a waiter that cannot join the select (PostgreSQL's LISTEN connection).
+
+        With no job running, nothing but the waiter can need attention soon, so block in
+        it (a dying idle child or a signal is handled at most ``timeout`` later). With
+        jobs running, only peek at it, so children are never kept waiting.
+        """
+        slots = self._live_slots()
+        if not any(s.job for s in slots):
+            self._woken = waiter.wait(timeout) or self._woken
+            return 0.0
+        if any(s.idle for s in slots):
+            self._woken = waiter.wait(0.001) or self._woken
+        return timeout
 
     def _timeout(self) -> float:
         now = time.monotonic()
@@ -501,11 +520,7 @@ class Supervisor:
 
     def _note_wakeups(self, ready: Sequence[Any]) -> None:
         waiter = self._waiter
-        if waiter is None:
-            return
-        if not hasattr(waiter, "fileno"):
-            self._woken = waiter.wait(0) or self._woken
-        elif waiter in ready:
+        if waiter is not None and hasattr(waiter, "fileno") and waiter in ready:
             self._woken = waiter.wait(0) or self._woken
 
     def _claim(self) -> None:
