@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 
 from offload import JobContext, JobState, Offload
 from offload.cli import main
+from offload.store.base import ProcessInfo
 from offload.testing import run_pending
 
 
@@ -328,3 +329,35 @@ def test_import_offload_does_not_import_click_or_rich():
     code = "import sys, offload; print(sorted({'click', 'rich'} & set(sys.modules)))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_the_visibility_commands_on_both_backends(runner, store_url):
+    """One pass over every command, on SQLite and on PostgreSQL."""
+    app = Offload(store_url)
+    report = tasks_on(app)
+
+    def cli(*args: str) -> Result:
+        return runner.invoke(main, [*args, "--url", store_url])
+
+    try:
+        job_id = report.enqueue(-1).id  # the CLI's bare app would use default retries
+        waiting_id = cli("enqueue", "shop.report", "--args", "[1]", "--delay", "60").output.strip()
+        run_pending(app)
+        assert app.get_job(job_id).state is JobState.FAILED
+        listed = [
+            json.loads(line)["id"] for line in cli("jobs", "list", "--json").output.splitlines()
+        ]
+        assert listed == [waiting_id, job_id]
+        shown = cli("jobs", "show", job_id)
+        assert "n must not be negative" in shown.output and "step [1/2] done" in shown.output
+        assert json.loads(cli("jobs", "counts", "--json").output) == {
+            "default": {"failed": 1, "scheduled": 1}
+        }
+        assert cli("jobs", "retry", job_id).exit_code == 0
+        assert cli("jobs", "cancel", waiting_id, job_id).exit_code == 0
+        assert cli("jobs", "delete", waiting_id, job_id).exit_code == 0
+        assert cli("jobs", "show", job_id).exit_code == 1
+        app.store.process_heartbeat([ProcessInfo(id="d", kind="drain", host="h", pid=9)])
+        assert json.loads(cli("ps", "--json").output)["status"] == "running"
+    finally:
+        app.close()

@@ -19,6 +19,7 @@ from offload.app import Offload
 from offload.cli.common import EXIT_FAILED, app_options, handle_errors
 from offload.cli.render import (
     cell,
+    closes_app,
     decode,
     human_duration,
     json_line,
@@ -43,6 +44,7 @@ def jobs() -> None:
 # -- list -----------------------------------------------------------------------------------
 @jobs.command("list")
 @app_options
+@closes_app
 @click.option("--state", type=click.Choice(STATES), help="Only jobs in this state.")
 @click.option("--queue", metavar="QUEUE", help="Only jobs of this queue.")
 @click.option("--task", metavar="NAME", help="Only jobs of this task (its full name).")
@@ -122,6 +124,7 @@ def record_json(record: JobRecord) -> dict[str, Any]:
 # -- show -----------------------------------------------------------------------------------
 @jobs.command("show", short_help="Show one job in full.")
 @app_options
+@closes_app
 @click.argument("job_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="The job, its history and messages as JSON.")
 @handle_errors
@@ -268,6 +271,7 @@ def refusal(app: Offload, job_id: str, why: Callable[[JobRecord], str]) -> tuple
 
 @jobs.command(short_help="Run finished jobs again.")
 @app_options
+@closes_app
 @click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
 @handle_errors
 def retry(app: Offload, job_ids: tuple[str, ...]) -> None:
@@ -285,6 +289,7 @@ def retry(app: Offload, job_ids: tuple[str, ...]) -> None:
 
 @jobs.command(short_help="Cancel waiting jobs, ask running ones to stop.")
 @app_options
+@closes_app
 @click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
 @handle_errors
 def cancel(app: Offload, job_ids: tuple[str, ...]) -> None:
@@ -307,6 +312,7 @@ def cancel(app: Offload, job_ids: tuple[str, ...]) -> None:
 
 @jobs.command(short_help="Delete jobs that are not running.")
 @app_options
+@closes_app
 @click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
 @handle_errors
 def delete(app: Offload, job_ids: tuple[str, ...]) -> None:
@@ -323,6 +329,7 @@ def delete(app: Offload, job_ids: tuple[str, ...]) -> None:
 # -- counts ---------------------------------------------------------------------------------
 @jobs.command()
 @app_options
+@closes_app
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: queue -> state -> n.")
 @handle_errors
 def counts(app: Offload, as_json: bool) -> None:
@@ -356,6 +363,7 @@ def counts_table(by_queue: dict[str, dict[str, int]]) -> Table:
 # -- enqueue --------------------------------------------------------------------------------
 @click.command()
 @app_options
+@closes_app
 @click.argument("task_name")
 @click.option(
     "--args", "args_json", metavar="JSON", default="[]", help="Positional arguments, a JSON array."
