@@ -51,7 +51,13 @@ def worker(app: Offload, concurrency: int | None, queues: str | None, log_file: 
 @_concurrency
 @_queues_option
 @_log_file
-@click.option("--budget", type=click.FloatRange(min=0, min_open=True), help="seconds to run")
+@click.option(
+    "--budget",
+    "--max-time",
+    "budget",
+    type=click.FloatRange(min=0, min_open=True),
+    help="stop claiming after this many seconds",
+)
 @click.option("--max-jobs", type=click.IntRange(min=1), help="stop after claiming this many")
 @handle_errors
 def drain(

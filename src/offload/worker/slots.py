@@ -39,6 +39,10 @@ class Slot:
     kill_at: float | None = None
     ending: Ending | None = None
     retiring: bool = False
+    #: The supervisor signalled this child (timeout, lost lease, shutdown): its death is
+    #: expected even if the job ended just before the signal landed.
+    signalled: bool = False
+    cancel_sent: bool = False
     eof: bool = False
     dead: bool = False
 
@@ -57,6 +61,7 @@ class Slot:
         self.deadline = now + job.timeout if job.timeout else None
         self.kill_at = None
         self.ending = None
+        self.cancel_sent = False
 
     def end_job(self) -> ClaimedJob | None:
         job, self.job = self.job, None
@@ -68,6 +73,7 @@ class Slot:
         """Send a signal to the child; a child that already exited is not an error."""
         if self.dead or not self.pid:
             return
+        self.signalled = True
         try:
             os.kill(self.pid, signum)
         except ProcessLookupError:

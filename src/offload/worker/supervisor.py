@@ -361,7 +361,7 @@ class Supervisor:
                 self._finish(slot, outcome)
         slot.conn.close()
         self._pending.stopped.append(slot.process_id)
-        expected = slot.retiring or self._stopping
+        expected = slot.retiring or slot.signalled or self._stopping
         logs.log(
             "child.exited", "info" if expected else "warning", worker=self.worker_id,
             pid=slot.pid, exit=exit_text,
@@ -457,14 +457,28 @@ class Supervisor:
             self._stop(fast=False, why="max jobs reached" if spent else "queue empty")
 
     # -- signals ---------------------------------------------------------------------------
+    def request_stop(self, *, fast: bool = False) -> None:
+        """Stop as SIGTERM would (``fast``: as SIGINT), from a signal handler or another
+        thread (a test, a benchmark, an embedding application).
+
+        >>> threading.Timer(60, supervisor.request_stop).start()
+        """
+        self._signals.append(signal.SIGINT if fast else signal.SIGTERM)
+        socks = self._signal_socks
+        if socks is not None:
+            try:
+                socks[1].send(b"\0")
+            except OSError:
+                pass  # the buffer is full, so the loop is awake already
+
     def _install_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # signal handlers can only be set from the main thread
         read, write = socket.socketpair()
         read.setblocking(False)
         write.setblocking(False)
         self._signal_socks = (read, write)
         self._signal_fds = (read.fileno(), write.fileno())
+        if threading.current_thread() is not threading.main_thread():
+            return  # handlers can only be set from the main thread; request_stop() works
         # The wake-up fd interrupts the blocking wait; the handler only records the signal.
         self._previous_wakeup = signal.set_wakeup_fd(write.fileno(), warn_on_full_buffer=False)
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -482,16 +496,16 @@ class Supervisor:
                 pass
         while self._signals:
             signum = self._signals.pop(0)
-            name = signal.Signals(signum).name
             graceful = signum == signal.SIGTERM and not self._stopping
-            self._stop(fast=not graceful, why=f"received {name}")
+            self._stop(fast=not graceful, why=f"received {signal.Signals(signum).name}")
 
     def _restore_signals(self) -> None:
         if self._signal_socks is None:
             return
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler)
-        signal.set_wakeup_fd(self._previous_wakeup)
+        if self._previous_handlers:
+            signal.set_wakeup_fd(self._previous_wakeup)
         for sock in self._signal_socks:
             sock.close()
         self._signal_fds = self._signal_socks = None
@@ -638,7 +652,10 @@ class Supervisor:
                 # Another worker owns this job now; a second copy must not keep running.
                 logs.log("job.lost", "warning", job=job.id, attempt=job.attempt, pid=slot.pid)
                 slot.kill_job(Ending.LOST)
-            elif job.id in cancel_ids:
+            elif job.id in cancel_ids and not slot.cancel_sent:
+                # Once per run: a job that never reads the flag never drains its pipe, and
+                # repeated sends would fill it and block the supervisor.
+                slot.cancel_sent = True
                 self._send(slot, {"op": "cancel", "job": job.id})
 
     def _renew_lock(self) -> None:
