@@ -268,6 +268,7 @@ class PostgresStore(Store):
         )
 
         def apply(c: Conn) -> int:
+            self._dbname = c.info.dbname
             # Serialises concurrent migrations of this schema; released at commit.
             c.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
             c.execute(self.q("CREATE SCHEMA IF NOT EXISTS {schema}"))

@@ -1,0 +1,345 @@
+"""PostgreSQL-only behaviour: transactional enqueue, outages, LISTEN, schemas, pools."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from offload.errors import ConfigError, SchemaError, StoreUnavailable
+from offload.ids import uuid7
+from offload.settings import Settings
+from offload.store import open_store
+from offload.store.base import JobState, NewJob
+from offload.store.migrate import latest_version
+from offload.store.postgres import ListenWaiter, PostgresStore
+from offload.testing import wait_for
+from tests.fixtures.postgres import PostgresServer, store_settings
+
+
+def job(**fields: object) -> NewJob:
+    return NewJob(id=uuid7(), task="t", **fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def pg(postgres_url: str) -> Iterator[PostgresStore]:
+    store = PostgresStore(store_settings(postgres_url))
+    yield store
+    store.close()
+
+
+def offload_connections(url: str) -> int:
+    """Connections the server holds for offload (application_name 'offload')."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'offload'"
+            " AND datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+# -- transactional enqueue ---------------------------------------------------------------
+
+
+def test_enqueue_on_the_callers_transaction_is_invisible_until_commit(
+    pg: PostgresStore, postgres_url: str
+) -> None:
+    pg.migrate()
+    waiter = pg.waiter(["default"])
+    try:
+        with psycopg.connect(postgres_url) as conn:  # not autocommit: a transaction
+            conn.execute("SELECT 1")
+            new = job()
+            assert pg.job_insert_many([new], connection=conn) == [new.id]
+            assert pg.job_get(new.id) is None
+            assert waiter.wait(0.2) is False  # NOTIFY waits for the commit too
+            conn.commit()
+        assert pg.job_get(new.id) is not None
+        assert waiter.wait(2.0) is True
+    finally:
+        waiter.close()
+
+
+def test_enqueue_on_the_callers_transaction_is_gone_after_rollback(
+    pg: PostgresStore, postgres_url: str
+) -> None:
+    pg.migrate()
+    with psycopg.connect(postgres_url) as conn:
+        new = job()
+        pg.job_insert_many([new], connection=conn)
+        conn.rollback()
+    assert pg.job_get(new.id) is None
+    assert pg.job_counts() == {}
+
+
+def test_enqueue_inside_an_autocommit_connections_transaction_block(
+    pg: PostgresStore, postgres_url: str
+) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        with pytest.raises(ZeroDivisionError), conn.transaction():
+            gone = job()
+            pg.job_insert_many([gone], connection=conn)
+            raise ZeroDivisionError
+        with conn.transaction():
+            kept = job()
+            pg.job_insert_many([kept], connection=conn)
+            assert pg.job_get(kept.id) is None
+    assert pg.job_get(gone.id) is None
+    assert pg.job_get(kept.id) is not None
+
+
+def test_enqueue_on_an_idle_autocommit_connection_commits_at_once(
+    pg: PostgresStore, postgres_url: str
+) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        a, b = job(), job()
+        pg.job_insert_many([a, b], connection=conn)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert pg.job_get(a.id) is not None and pg.job_get(b.id) is not None
+
+
+def test_enqueue_refuses_a_connection_to_another_database(
+    pg: PostgresStore, postgres_server: PostgresServer
+) -> None:
+    pg.migrate()
+    with psycopg.connect(postgres_server.url("postgres")) as conn:
+        with pytest.raises(ConfigError, match="not on the store's database"):
+            pg.job_insert_many([job()], connection=conn)
+
+
+def test_enqueue_refuses_something_that_is_not_a_psycopg_connection(pg: PostgresStore) -> None:
+    with pytest.raises(ConfigError, match="psycopg"):
+        pg.job_insert_many([job()], connection=object())
+
+
+# -- outages -----------------------------------------------------------------------------
+
+
+def test_store_survives_a_server_crash_and_restart(
+    postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    store = PostgresStore(store_settings(postgres_url), connect_timeout=1.0)
+    try:
+        (job_id,) = store.job_insert_many([job()])
+        waiter = store.waiter(["default"])
+        postgres_server.stop("immediate")
+        try:
+            start = time.monotonic()
+            with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1"):
+                store.job_get(job_id)
+            assert time.monotonic() - start < 5
+            with pytest.raises(StoreUnavailable):
+                store.job_insert_many([job()])
+            assert waiter.wait(0.2) is False  # lost LISTEN: waiting falls back to polling
+        finally:
+            postgres_server.start()
+        # The same store object, never reopened: works again once the pool reconnects.
+        record = wait_for(lambda: _try_get(store, job_id), timeout=20, what="reconnect")
+        assert record.state is JobState.QUEUED  # committed before the crash: still there
+        (fresh,) = store.job_insert_many([job()])
+        assert store.job_get(fresh) is not None
+        # The waiter reconnects too, and hears enqueues again.
+        wait_for(lambda: waiter.wait(0.3) or _connected(waiter), timeout=20, what="LISTEN")
+        store.job_insert_many([job()])
+        assert waiter.wait(5.0) is True
+        waiter.close()
+    finally:
+        store.close()
+
+
+def _try_get(store: PostgresStore, job_id: str) -> object:
+    try:
+        return store.job_get(job_id)
+    except StoreUnavailable:
+        return None
+
+
+def _connected(waiter: object) -> bool:
+    assert isinstance(waiter, ListenWaiter)
+    return waiter.connected
+
+
+def test_unreachable_server_raises_store_unavailable_naming_it() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    store = PostgresStore(
+        Settings(url=f"postgresql://nobody:secret@127.0.0.1:{port}/x"), connect_timeout=0.5
+    )
+    try:
+        with pytest.raises(StoreUnavailable) as info:
+            store.job_counts()
+        assert f"127.0.0.1:{port}" in str(info.value)
+        assert "secret" not in str(info.value)
+    finally:
+        store.close()
+
+
+def test_killed_listen_connection_costs_only_the_poll_interval(
+    pg: PostgresStore, postgres_server: PostgresServer
+) -> None:
+    waiter = pg.waiter(["default"])
+    assert isinstance(waiter, ListenWaiter)
+    try:
+        pid = waiter.backend_pid
+        with psycopg.connect(postgres_server.url("postgres"), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        pg.job_insert_many([job()])  # its NOTIFY is lost with the connection
+        start = time.monotonic()
+        assert waiter.wait(0.5) is False
+        assert time.monotonic() - start < 1.5
+        # Reconnected at the next wait, which reports a wake-up (notifications were lost).
+        wait_for(lambda: waiter.wait(0.3) and waiter.connected, timeout=10, what="reconnect")
+        assert waiter.backend_pid != pid
+        pg.job_insert_many([job()])
+        start = time.monotonic()
+        assert waiter.wait(5.0) is True
+        assert time.monotonic() - start < 1.0
+    finally:
+        waiter.close()
+
+
+# -- schemas -----------------------------------------------------------------------------
+
+
+def test_two_schemas_in_one_database_hold_separate_jobs(postgres_url: str) -> None:
+    a = open_store(store_settings(postgres_url))
+    b = open_store(store_settings(postgres_url, schema="tenant_b"))
+    try:
+        assert b.migrate() == latest_version("postgres")
+        waiter_b = b.waiter(["default"])
+        (in_a,) = a.job_insert_many([job()])
+        assert waiter_b.wait(0.2) is False  # each schema has its own channel
+        (in_b,) = b.job_insert_many([job()])
+        assert waiter_b.wait(2.0) is True
+        waiter_b.close()
+        assert a.job_get(in_b) is None and b.job_get(in_a) is None
+        assert a.job_counts() == b.job_counts() == {("default", "queued"): 1}
+    finally:
+        a.close()
+        b.close()
+    with psycopg.connect(postgres_url) as conn:
+        rows = conn.execute(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'jobs'"
+            " ORDER BY 1"
+        ).fetchall()
+    assert [r[0] for r in rows] == ["offload", "tenant_b"]
+
+
+@pytest.mark.parametrize("name", ["Offload", "bad-name", 'x"; DROP TABLE jobs; --', "", "1abc"])
+def test_bad_schema_name_raises_config_error(postgres_url: str, name: str) -> None:
+    with pytest.raises(ConfigError, match="schema"):
+        open_store(store_settings(postgres_url, schema=name))
+
+
+def _migrate_in_process(url: str) -> int:
+    store = open_store(Settings(url=url))
+    try:
+        return store.migrate()
+    finally:
+        store.close()
+
+
+def test_concurrent_migrations_apply_each_step_once(postgres_server: PostgresServer) -> None:
+    name = f"offload_empty_{os.getpid()}"
+    postgres_server.admin(f"CREATE DATABASE {name}")
+    url = postgres_server.url(name)
+    try:
+        with multiprocessing.get_context("spawn").Pool(3) as pool:
+            versions = pool.map(_migrate_in_process, [url] * 3)
+        assert versions == [latest_version("postgres")] * 3
+        with psycopg.connect(url) as conn:
+            rows = conn.execute("SELECT version FROM offload.schema_version").fetchall()
+        assert [r[0] for r in rows] == [v.version for v in _migrations()]
+    finally:
+        postgres_server.admin(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def _migrations() -> list[object]:
+    from offload.store.migrate import Migration, migrations
+
+    found: list[Migration] = migrations("postgres")
+    return list(found)
+
+
+def test_schema_check_on_an_unmigrated_database_asks_for_migrate(
+    postgres_server: PostgresServer,
+) -> None:
+    name = f"offload_bare_{os.getpid()}"
+    postgres_server.admin(f"CREATE DATABASE {name}")
+    store = PostgresStore(Settings(url=postgres_server.url(name)))
+    try:
+        with pytest.raises(SchemaError, match="offload migrate"):
+            store.schema_check()
+        store.job_counts()  # first use migrates
+        store.schema_check()
+    finally:
+        store.close()
+        postgres_server.admin(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+# -- connections and processes -----------------------------------------------------------
+
+
+def test_a_store_opens_at_most_pool_max_connections_plus_one_per_waiter(
+    postgres_url: str,
+) -> None:
+    store = PostgresStore(store_settings(postgres_url, pool_min=1, pool_max=3))
+    try:
+        assert offload_connections(postgres_url) == 0  # nothing before first use
+        store.job_counts()
+        barrier = threading.Barrier(8)
+
+        def busy() -> None:
+            barrier.wait()
+            for _ in range(20):
+                store.job_insert_many([job()])
+
+        threads = [threading.Thread(target=busy) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert 1 <= offload_connections(postgres_url) <= 3
+        waiter = store.waiter(["default"])
+        assert 2 <= offload_connections(postgres_url) <= 4
+        waiter.close()
+        assert store.job_counts() == {("default", "queued"): 160}
+    finally:
+        store.close()
+    wait_for(lambda: offload_connections(postgres_url) == 0, timeout=5, what="pool closed")
+
+
+def test_a_forked_child_gets_its_own_connections(pg: PostgresStore) -> None:
+    (before,) = pg.job_insert_many([job()])  # the parent's pool is open
+    pid = os.fork()
+    if pid == 0:  # the child: must not touch the parent's sockets
+        code = 1
+        try:
+            pg.job_insert_many([job(queue="child")])
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's pooled connections still work.
+    assert pg.job_get(before) is not None
+    assert pg.job_counts() == {("default", "queued"): 1, ("child", "queued"): 1}
+
+
+def test_claims_use_the_database_clock(pg: PostgresStore, postgres_url: str) -> None:
+    (job_id,) = pg.job_insert_many([job()])
+    pg.job_claim(worker_id="w", queues=["default"], tasks=["t"], limit=1, lease=30)
+    with psycopg.connect(postgres_url) as conn:
+        row = conn.execute(
+            "SELECT leased_until - date_part('epoch', now()) FROM offload.jobs WHERE id = %s",
+            (job_id,),
+        ).fetchone()
+    assert row is not None and 25 < row[0] <= 30
