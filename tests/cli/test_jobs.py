@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
-from offload import JobContext, JobState, Offload
+from offload import JobContext, JobState, Offload, Settings
 from offload.cli import main
 from offload.store.base import ProcessInfo
 from offload.testing import run_pending
@@ -361,3 +365,48 @@ def test_the_visibility_commands_on_both_backends(runner, store_url):
         assert json.loads(cli("ps", "--json").output)["status"] == "running"
     finally:
         app.close()
+
+
+# -- the reference docs stay true to the code -------------------------------------------------
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "reference"
+
+
+def _commands() -> dict[str, click.Command]:
+    ctx = click.Context(main)
+    out: dict[str, click.Command] = {}
+    for name in main.list_commands(ctx):
+        command = main.get_command(ctx, name)
+        assert command is not None
+        if isinstance(command, click.Group):
+            for sub in command.list_commands(ctx):
+                out[f"{name} {sub}"] = command.get_command(ctx, sub)  # type: ignore[assignment]
+        else:
+            out[name] = command
+    return out
+
+
+def test_cli_reference_documents_every_command_and_option_and_nothing_else():
+    text = (DOCS / "cli.md").read_text()
+    sections = dict(
+        (m.group(1), m.group(2))
+        for m in re.finditer(r"^## offload ([a-z ]+)\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    )
+    commands = _commands()
+    assert set(sections) == set(commands)
+    for name, command in commands.items():
+        options = {opt for p in command.params if isinstance(p, click.Option) for opt in p.opts} - {
+            "--app",
+            "--url",
+        }
+        documented = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", sections[name]))
+        documented -= {"--app", "--url"}
+        long_options = {o for o in options if o.startswith("--")}
+        assert long_options <= documented, (name, long_options - documented)
+        assert documented <= long_options, (name, documented - long_options)
+
+
+def test_settings_reference_documents_every_setting_with_its_variable():
+    text = (DOCS / "settings.md").read_text()
+    rows = set(re.findall(r"^\| `([a-z_]+)` \| `(OFFLOAD_[A-Z_]+)` \|", text, re.M))
+    fields = {(f.name, "OFFLOAD_" + f.name.upper()) for f in dataclasses.fields(Settings)}
+    assert rows == fields
