@@ -410,3 +410,20 @@ def test_settings_reference_documents_every_setting_with_its_variable():
     rows = set(re.findall(r"^\| `([a-z_]+)` \| `(OFFLOAD_[A-Z_]+)` \|", text, re.M))
     fields = {(f.name, "OFFLOAD_" + f.name.upper()) for f in dataclasses.fields(Settings)}
     assert rows == fields
+
+
+def test_errors_reference_documents_every_exception():
+    import inspect
+
+    from offload import errors
+
+    text = (DOCS / "errors.md").read_text()
+    documented = set(re.findall(r"\*\*`([A-Za-z]+)[`(]", text))
+    defined = {
+        name
+        for name, value in vars(errors).items()
+        if inspect.isclass(value)
+        and issubclass(value, Exception)
+        and value.__module__ == errors.__name__
+    }
+    assert documented == defined
