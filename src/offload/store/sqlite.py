@@ -220,7 +220,12 @@ class SQLiteStore(Store):
                 f"the connection is on {file or 'an in-memory database'!r}, "
                 f"not on the store's file {self.path!r}"
             )
-        return self._insert(connection, jobs)
+        if not self._migrated:
+            self._conn()  # the tables must exist before the caller's transaction uses them
+        try:
+            return self._insert(connection, jobs)
+        except sqlite3.DatabaseError as exc:
+            raise _translate(exc, self.path) from exc
 
     def _insert(self, c: sqlite3.Connection, jobs: Sequence[NewJob]) -> list[str]:
         now = time.time()

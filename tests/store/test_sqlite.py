@@ -1,0 +1,139 @@
+"""SQLite-only behaviour: transactional enqueue, many writers, the free-space watermark."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from offload.errors import ConfigError, StoreFull
+from offload.ids import uuid7
+from offload.store.base import JobState, NewJob, Outcome
+from offload.store.sqlite import SQLiteStore
+from tests.fixtures.postgres import store_settings
+
+
+def job(**fields: object) -> NewJob:
+    return NewJob(id=uuid7(), task="t", **fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def lite(sqlite_url: str) -> Iterator[SQLiteStore]:
+    store = SQLiteStore(store_settings(sqlite_url))
+    yield store
+    store.close()
+
+
+def test_enqueue_on_the_callers_transaction_is_invisible_until_commit(
+    lite: SQLiteStore,
+) -> None:
+    lite.migrate()
+    conn = sqlite3.connect(lite.path)
+    try:
+        new = job()
+        assert lite.job_insert_many([new], connection=conn) == [new.id]
+        assert conn.in_transaction
+        assert lite.job_get(new.id) is None
+        conn.commit()
+        assert lite.job_get(new.id) is not None
+    finally:
+        conn.close()
+
+
+def test_enqueue_on_the_callers_transaction_is_gone_after_rollback(lite: SQLiteStore) -> None:
+    lite.migrate()
+    conn = sqlite3.connect(lite.path)
+    try:
+        new = job()
+        lite.job_insert_many([new], connection=conn)
+        conn.rollback()
+    finally:
+        conn.close()
+    assert lite.job_get(new.id) is None
+    assert lite.job_counts() == {}
+
+
+def test_enqueue_on_a_fresh_store_creates_the_schema_first(lite: SQLiteStore) -> None:
+    conn = sqlite3.connect(lite.path)
+    try:
+        new = job()
+        lite.job_insert_many([new], connection=conn)
+        conn.commit()
+    finally:
+        conn.close()
+    assert lite.job_get(new.id) is not None
+
+
+def test_enqueue_refuses_a_connection_on_another_file(lite: SQLiteStore, tmp_path: Path) -> None:
+    lite.migrate()
+    conn = sqlite3.connect(tmp_path / "other.db")
+    try:
+        with pytest.raises(ConfigError, match="not on the store's file"):
+            lite.job_insert_many([job()], connection=conn)
+    finally:
+        conn.close()
+
+
+def test_enqueue_refuses_an_in_memory_connection(lite: SQLiteStore) -> None:
+    conn = sqlite3.connect(":memory:")
+    try:
+        with pytest.raises(ConfigError):
+            lite.job_insert_many([job()], connection=conn)
+    finally:
+        conn.close()
+
+
+def test_enqueue_refuses_something_that_is_not_a_sqlite3_connection(lite: SQLiteStore) -> None:
+    with pytest.raises(ConfigError, match=r"sqlite3\.Connection"):
+        lite.job_insert_many([job()], connection=object())
+
+
+def _enqueue_many_times(url: str, n: int) -> int:
+    store = SQLiteStore(store_settings(url))
+    try:
+        for _ in range(n):
+            store.job_insert_many([NewJob(id=uuid7(), task="t")])
+        return n
+    finally:
+        store.close()
+
+
+def test_many_processes_enqueueing_at_once_never_see_database_is_locked(
+    lite: SQLiteStore,
+) -> None:
+    lite.migrate()
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        done = pool.starmap(_enqueue_many_times, [(lite.url, 300)] * 4)
+    assert done == [300] * 4
+    assert lite.job_counts() == {("default", "queued"): 1200}
+    assert lite.integrity_check() == "ok"
+
+
+def test_free_space_watermark_refuses_new_jobs_naming_the_path(sqlite_url: str) -> None:
+    full = SQLiteStore(store_settings(sqlite_url, min_free_bytes=1 << 62))
+    try:
+        with pytest.raises(StoreFull) as info:
+            full.job_insert_many([job()])
+        assert full.path in str(info.value)
+        assert full.job_counts() == {}
+    finally:
+        full.close()
+
+
+def test_outcomes_still_land_past_the_free_space_watermark(sqlite_url: str) -> None:
+    roomy = SQLiteStore(store_settings(sqlite_url))
+    full = SQLiteStore(store_settings(sqlite_url, min_free_bytes=1 << 62))
+    try:
+        (job_id,) = roomy.job_insert_many([job()])
+        (c,) = full.job_claim(worker_id="w", queues=["default"], tasks=["t"], limit=1, lease=5)
+        assert full.job_record(outcomes=[Outcome(c.id, c.attempt, JobState.SUCCEEDED, "1")]) == [
+            True
+        ]
+        record = roomy.job_get(job_id)
+        assert record is not None and record.state is JobState.SUCCEEDED
+    finally:
+        roomy.close()
+        full.close()
