@@ -80,34 +80,49 @@ def list_jobs(
     if not records:
         console.print("no jobs")
         return
-    console.print(jobs_table(records, store.now()))
+    console.print(jobs_table(records, store.now(), console.width))
     if len(records) == limit:
         console.print(f"more may follow: --before {records[-1].id}", style="dim")
 
 
-def jobs_table(records: Sequence[JobRecord], now: float) -> Table:
+#: Terminal widths from which the PROGRESS, MESSAGE and CREATED columns are shown.
+PROGRESS_WIDTH, MESSAGE_WIDTH, CREATED_WIDTH = 100, 120, 150
+
+
+def jobs_table(records: Sequence[JobRecord], now: float, width: int = CREATED_WIDTH) -> Table:
+    """The jobs table. A narrower ``width`` leaves out the creation time, the message, then
+    the progress, so that ids (to copy into other commands) and states show in full."""
+    progress, message = width >= PROGRESS_WIDTH, width >= MESSAGE_WIDTH
+    created = width >= CREATED_WIDTH
     table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("ID", no_wrap=True)
+    table.add_column("ID", no_wrap=True, min_width=36)
     table.add_column("TASK", overflow="fold")
-    table.add_column("QUEUE", no_wrap=True)
-    table.add_column("STATE", no_wrap=True)
+    table.add_column("QUEUE", overflow="fold")
+    table.add_column("STATE", no_wrap=True, min_width=11)
     table.add_column("ATTEMPTS", justify="right", no_wrap=True)
-    table.add_column("PROGRESS", justify="right", no_wrap=True)
-    table.add_column("MESSAGE", overflow="ellipsis", max_width=40, no_wrap=True)
-    table.add_column("CREATED (UTC)", no_wrap=True)
+    if progress:
+        table.add_column("PROGRESS", justify="right", no_wrap=True)
+    if message:
+        table.add_column("MESSAGE", overflow="ellipsis", max_width=40, no_wrap=True)
+    if created:
+        table.add_column("CREATED (UTC)", no_wrap=True)
     table.add_column("AGE", justify="right", no_wrap=True)
     for r in records:
-        table.add_row(
+        row = [
             cell(r.id),
             cell(r.task),
             cell(r.queue),
             state_text(r.state),
             cell(r.attempt),
-            cell(percent(r.progress.current, r.progress.total)),
-            cell(r.progress.message),
-            cell(timestamp(r.created_at)),
-            cell(human_duration(now - r.created_at)),
-        )
+        ]
+        if progress:
+            row.append(cell(percent(r.progress.current, r.progress.total)))
+        if message:
+            row.append(cell(r.progress.message))
+        if created:
+            row.append(cell(timestamp(r.created_at)))
+        row.append(cell(human_duration(now - r.created_at)))
+        table.add_row(*row)
     return table
 
 
