@@ -427,3 +427,13 @@ def test_errors_reference_documents_every_exception():
         and value.__module__ == errors.__name__
     }
     assert documented == defined
+
+
+def test_list_on_a_narrow_terminal_keeps_ids_whole(app, sqlite_url):
+    report = tasks_on(app)
+    job = report.enqueue(1)
+    narrow = CliRunner(env={"COLUMNS": "90", "FORCE_COLOR": None, "OFFLOAD_APP": None})
+    result = narrow.invoke(main, ["jobs", "list", "--url", sqlite_url])
+    header, row = result.output.splitlines()[:2]
+    assert header.split() == ["ID", "TASK", "QUEUE", "STATE", "ATTEMPTS", "AGE"]
+    assert row.split()[0] == job.id
