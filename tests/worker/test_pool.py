@@ -119,10 +119,12 @@ def test_progress_messages_and_saves_reach_the_store_while_the_job_runs(
     job = harness.task("reporting").enqueue(str(gate))
     harness.start("worker", "--concurrency", "1")
 
-    wait_for(lambda: job.refresh().progress.current == 1, timeout=10, what="progress")
+    # The three reports may reach the store in separate writes: wait for the last one.
+    wait_for(lambda: job.refresh().saved == {"partial": {"rows": 10}}, timeout=10, what="save")
     assert job.state is JobState.RUNNING
-    assert job.progress.total == 4 and job.progress.message == "first step"
-    assert job.saved == {"partial": {"rows": 10}}
+    assert (job.progress.current, job.progress.total) == (1, 4)
+    assert job.progress.message == "first step"
+    assert [m.text for m in job.messages()] == ["hello from the child"]
     gate.touch()
 
     assert job.wait(timeout=10).result() == "reported"

@@ -238,20 +238,36 @@ class Supervisor:
         return timeout
 
     def _timeout(self) -> float:
+        """Seconds until the loop must act unprompted: a deadline, a heartbeat, a poll.
+
+        Every moment listed here must move into the future once acted on, or the loop
+        would spin; hence the conditions (a deadline already acted on, a poll while
+        claiming is over, a respawn while stopping are left out).
+        """
         now = time.monotonic()
+        slots = self._live_slots()
         moments = [now + MAX_WAIT, self._next_heartbeat]
-        for slot in self._live_slots():
-            moments.extend(m for m in (slot.deadline, slot.kill_at) if m is not None)
-        if self._stopping and not self._fast:
-            moments.append(self._grace_end)
+        for slot in slots:
+            if slot.job is not None and slot.ending is None and slot.deadline is not None:
+                moments.append(slot.deadline)
+            if slot.kill_at is not None:
+                moments.append(slot.kill_at)
         if self._pending:
             moments.append(max(self._retry_at, self._last_progress_flush + PROGRESS_FLUSH))
-        if any(s.idle for s in self._live_slots()):
-            moments.append(max(self._next_poll, self._retry_at))
-        if self.config.budget is not None:
-            moments.append(self._begun + self.config.budget)
-        moments.extend(self._respawn_at.values())
+        if self._stopping:
+            if not self._fast:
+                moments.append(self._grace_end)
+        else:
+            if self._may_claim() and any(s.idle for s in slots):
+                moments.append(max(self._next_poll, self._retry_at))
+            if self.config.budget is not None:
+                moments.append(self._begun + self.config.budget)
+            moments.extend(self._respawn_at.values())
         return max(0.0, min(moments) - now)
+
+    def _may_claim(self) -> bool:
+        limit = self.config.max_jobs
+        return not self._stopping and (limit is None or self._claimed < limit)
 
     def _live_slots(self) -> list[Slot]:
         return [s for s in self.slots if s is not None and not s.dead]
@@ -366,6 +382,8 @@ class Supervisor:
             "child.exited", "info" if expected else "warning", worker=self.worker_id,
             pid=slot.pid, exit=exit_text,
         )  # fmt: skip
+        if self._stopping:
+            return
         delay = 0.0
         if not (expected or had_job):
             # Dying while idle is the child's own fault (a broken import, a bad fork):
@@ -436,6 +454,7 @@ class Supervisor:
         """Stop claiming; with ``fast``, kill running jobs now (they are requeued)."""
         if not self._stopping:
             self._stopping = True
+            self._respawn_at.clear()
             self._grace_end = time.monotonic() + self.settings.shutdown_grace
             logs.log("worker.stopping", worker=self.worker_id, reason=why, fast=fast)
         if fast and not self._fast:
@@ -539,7 +558,7 @@ class Supervisor:
 
     def _claim(self) -> None:
         now = time.monotonic()
-        if self._stopping or now < self._retry_at:
+        if not self._may_claim() or now < self._retry_at:
             return
         free = [s for s in self._live_slots() if s.idle]
         if not free or (self._idle and not self._woken and now < self._next_poll):
@@ -547,8 +566,6 @@ class Supervisor:
         limit = len(free)
         if self.config.max_jobs is not None:
             limit = min(limit, self.config.max_jobs - self._claimed)
-        if limit <= 0:
-            return
         self._woken = False
         self._next_poll = now + self.settings.poll_interval
         jobs = self._guard(
