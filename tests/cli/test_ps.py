@@ -121,3 +121,20 @@ def test_tree_order_survives_a_parent_cycle():
     a = ProcessInfo(id="a", kind="child", host="h", pid=1, parent_id="b")
     b = ProcessInfo(id="b", kind="child", host="h", pid=2, parent_id="a")
     assert ps_module.tree_order([a, b]) == [a, b]
+
+
+def test_a_process_is_judged_by_the_heartbeat_interval_it_published(app, sqlite_url):
+    now = app.store.now()
+    app.store.process_heartbeat(
+        [
+            ProcessInfo(id="slow", kind="supervisor", host="h", pid=1, started_at=now,
+                        info='{"heartbeat": 30}'),
+            ProcessInfo(id="slow-child", kind="child", host="h", pid=2, parent_id="slow"),
+            ProcessInfo(id="fast", kind="supervisor", host="h", pid=3, info='{"heartbeat": 1e-6}'),
+            ProcessInfo(id="plain", kind="drain", host="h", pid=4),
+        ]
+    )  # fmt: skip
+    # The CLI's own tiny heartbeat would call them all gone; the published ones decide.
+    result = ps(sqlite_url, "--json", heartbeat="0.0001")
+    status = {d["id"]: d["status"] for d in map(json.loads, result.output.splitlines())}
+    assert status == {"slow": "running", "slow-child": "running", "fast": "gone", "plain": "gone"}

@@ -47,6 +47,7 @@ def ps(app: Offload, show_all: bool, as_json: bool) -> None:
     store = app.store
     rows = store.process_list(gone_after=GONE_AFTER_BEATS * app.settings.heartbeat)
     now = store.now()
+    rows = with_own_heartbeats(rows, now)
     if not show_all:
         rows = [p for p in rows if not _stopped_long_ago(p, now)]
     rows = tree_order(rows)
@@ -59,6 +60,30 @@ def ps(app: Offload, show_all: bool, as_json: bool) -> None:
         console.print("no processes" + ("" if show_all else " (--all lists stopped ones)"))
         return
     console.print(process_table(rows, now, queues=console.width >= WIDE))
+
+
+def with_own_heartbeats(rows: list[ProcessInfo], now: float) -> list[ProcessInfo]:
+    """Judge running/gone by each process's own heartbeat interval when it published one
+    (``info["heartbeat"]``, on its row or its parent's), not by this command's setting:
+    a worker configured with a 30 s heartbeat is not gone after 15 s."""
+    beats = {p.id: _heartbeat_of(p) for p in rows}
+    out = []
+    for p in rows:
+        beat = beats[p.id] or beats.get(p.parent_id or "")
+        if p.status == "stopped" or not beat:
+            out.append(p)
+            continue
+        status = "gone" if now - p.heartbeat_at > GONE_AFTER_BEATS * beat else "running"
+        out.append(dataclasses.replace(p, status=status))
+    return out
+
+
+def _heartbeat_of(p: ProcessInfo) -> float | None:
+    info = decode(p.info)
+    beat = info.get("heartbeat") if isinstance(info, dict) else None
+    if isinstance(beat, int | float) and not isinstance(beat, bool) and beat > 0:
+        return float(beat)
+    return None
 
 
 def _stopped_long_ago(p: ProcessInfo, now: float) -> bool:
