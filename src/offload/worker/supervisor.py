@@ -29,6 +29,7 @@ import signal
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait as wait_ready
@@ -176,7 +177,11 @@ class Supervisor:
                 try:
                     self._turn()
                 except Exception as exc:  # the loop must outlive any bug in one turn
-                    logs.log("worker.error", "error", worker=self.worker_id, error=repr(exc))
+                    frame = traceback.extract_tb(exc.__traceback__)[-1]
+                    logs.log(
+                        "worker.error", "error", worker=self.worker_id, error=repr(exc),
+                        where=f"{frame.filename}:{frame.lineno}",
+                    )  # fmt: skip
                     time.sleep(0.1 + random.random() * 0.4)
         finally:
             self._shutdown()
