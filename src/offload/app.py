@@ -181,19 +181,19 @@ class Offload:
         kwargs: dict[str, Any] | None = None,
         *,
         queue: str | None = None,
+        delay: float = 0.0,
     ) -> Job[Any]:
         """Enqueue by task name: the registered task's options if this app knows it, else
         a job on ``queue`` (default ``default``) that waits for a worker that does."""
-        kwargs = kwargs or {}
         task = self.tasks.get(task_name)
-        if task is not None:
-            if queue is not None:
-                task = task.using(queue=queue)
-            return task.enqueue(*args, **kwargs)
-        options = TaskOptions(name=task_name, queue=queue or "default")
-        placeholder: Task[Any, Any] = Task(self, _unregistered, options)
-        new = placeholder._new_job(list(args), kwargs)
-        return self._enqueue([new], None, [placeholder])[0]
+        if task is None:
+            options = TaskOptions(name=task_name, queue=queue or "default")
+            task = Task(self, _unregistered, options)
+        elif queue is not None:
+            task = task.using(queue=queue)
+        if delay:
+            task = task.using(delay=delay)
+        return task.enqueue(*args, **(kwargs or {}))
 
     def _enqueue(
         self, jobs: list[NewJob], connection: Any, tasks: Sequence[Task[Any, Any]]

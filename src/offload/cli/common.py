@@ -58,7 +58,12 @@ def app_options(fn: F) -> F:
             app = load_app(app_spec, url)
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from exc
-        return fn(*args, app=app, **kwargs)
+        try:
+            return fn(*args, app=app, **kwargs)
+        finally:
+            # Close the store (a PostgreSQL pool) here rather than leave it to the
+            # garbage collector, which tears pools down noisily at exit.
+            app.close()
 
     return wrapper  # type: ignore[return-value]
 

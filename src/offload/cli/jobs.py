@@ -19,7 +19,6 @@ from offload.app import Offload
 from offload.cli.common import EXIT_FAILED, app_options, handle_errors
 from offload.cli.render import (
     cell,
-    closes_app,
     decode,
     human_duration,
     json_line,
@@ -31,7 +30,6 @@ from offload.cli.render import (
 )
 from offload.jobs import Job
 from offload.store.base import JobEvent, JobFilter, JobMessage, JobRecord, JobState
-from offload.tasks import Task, TaskOptions
 
 STATES = [s.value for s in JobState]
 
@@ -44,7 +42,6 @@ def jobs() -> None:
 # -- list -----------------------------------------------------------------------------------
 @jobs.command("list")
 @app_options
-@closes_app
 @click.option("--state", type=click.Choice(STATES), help="Only jobs in this state.")
 @click.option("--queue", metavar="QUEUE", help="Only jobs of this queue.")
 @click.option("--task", metavar="NAME", help="Only jobs of this task (its full name).")
@@ -139,7 +136,6 @@ def record_json(record: JobRecord) -> dict[str, Any]:
 # -- show -----------------------------------------------------------------------------------
 @jobs.command("show", short_help="Show one job in full.")
 @app_options
-@closes_app
 @click.argument("job_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="The job, its history and messages as JSON.")
 @handle_errors
@@ -286,7 +282,6 @@ def refusal(app: Offload, job_id: str, why: Callable[[JobRecord], str]) -> tuple
 
 @jobs.command(short_help="Run finished jobs again.")
 @app_options
-@closes_app
 @click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
 @handle_errors
 def retry(app: Offload, job_ids: tuple[str, ...]) -> None:
@@ -304,7 +299,6 @@ def retry(app: Offload, job_ids: tuple[str, ...]) -> None:
 
 @jobs.command(short_help="Cancel waiting jobs, ask running ones to stop.")
 @app_options
-@closes_app
 @click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
 @handle_errors
 def cancel(app: Offload, job_ids: tuple[str, ...]) -> None:
@@ -327,7 +321,6 @@ def cancel(app: Offload, job_ids: tuple[str, ...]) -> None:
 
 @jobs.command(short_help="Delete jobs that are not running.")
 @app_options
-@closes_app
 @click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
 @handle_errors
 def delete(app: Offload, job_ids: tuple[str, ...]) -> None:
@@ -344,7 +337,6 @@ def delete(app: Offload, job_ids: tuple[str, ...]) -> None:
 # -- counts ---------------------------------------------------------------------------------
 @jobs.command()
 @app_options
-@closes_app
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: queue -> state -> n.")
 @handle_errors
 def counts(app: Offload, as_json: bool) -> None:
@@ -378,7 +370,6 @@ def counts_table(by_queue: dict[str, dict[str, int]]) -> Table:
 # -- enqueue --------------------------------------------------------------------------------
 @click.command()
 @app_options
-@closes_app
 @click.argument("task_name")
 @click.option(
     "--args", "args_json", metavar="JSON", default="[]", help="Positional arguments, a JSON array."
@@ -414,7 +405,7 @@ def enqueue(
     """
     args = parse_json("--args", args_json, list, "array")
     kwargs = parse_json("--kwargs", kwargs_json, dict, "object")
-    job = enqueue_job(app, task_name, args, kwargs, queue=queue, delay=delay)
+    job = app.enqueue_by_name(task_name, args, kwargs, queue=queue, delay=delay)
     click.echo(job.id)
 
 
@@ -438,26 +429,3 @@ def parse_json(option: str, text: str, kind: type, kind_name: str) -> Any:
 def _json_kind(value: Any) -> str:
     names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
     return names.get(type(value), "number")
-
-
-def enqueue_job(
-    app: Offload,
-    task_name: str,
-    args: list[Any],
-    kwargs: dict[str, Any],
-    *,
-    queue: str | None,
-    delay: float,
-) -> Job[Any]:
-    if not delay:
-        return app.enqueue_by_name(task_name, args, kwargs, queue=queue)
-    task = app.tasks.get(task_name)
-    if task is None:  # unknown here: a job for whichever worker registers the task
-        task = Task(app, _not_here, TaskOptions(name=task_name, queue=queue or "default"))
-    elif queue is not None:
-        task = task.using(queue=queue)
-    return task.using(delay=delay).enqueue(*args, **kwargs)
-
-
-def _not_here(*args: Any, **kwargs: Any) -> Any:  # pragma: no cover - never called
-    raise RuntimeError("this task is not registered in the CLI's app")

@@ -14,7 +14,6 @@ from offload.cli.common import app_options, handle_errors
 from offload.cli.render import (
     PROCESS_STYLES,
     cell,
-    closes_app,
     decode,
     human_duration,
     human_size,
@@ -33,7 +32,6 @@ WIDE = 140
 
 @click.command()
 @app_options
-@closes_app
 @click.option("--all", "show_all", is_flag=True, help="Also list processes stopped long ago.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
 @handle_errors

@@ -7,7 +7,6 @@ markup: the console is built with markup off and cells are passed as :class:`Tex
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import os
 import sys
@@ -17,7 +16,6 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.text import Text
 
-from offload.app import Offload
 from offload.store.base import JobState
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -116,17 +114,3 @@ def pretty_json(value: Any) -> str:
 def json_line(value: Any) -> str:
     """One compact JSON line for ``--json`` output."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def closes_app(fn: F) -> F:
-    """Close the command's app (its store connections, a PostgreSQL pool) when it returns,
-    so no pool is left for the garbage collector to tear down. Goes below ``app_options``."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, app: Offload, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, app=app, **kwargs)
-        finally:
-            app.close()
-
-    return wrapper  # type: ignore[return-value]
