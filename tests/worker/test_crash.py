@@ -93,3 +93,45 @@ def test_killed_supervisor_leaves_jobs_that_another_worker_completes(harness: Ha
         assert job.record.crashes == 1
         assert harness.runs_of(job.id) == 1
         assert harness.runs_of(job.id, "start") == 2
+
+
+def test_idle_child_that_dies_is_replaced(harness: Harness) -> None:
+    worker = harness.start("worker", "--concurrency", "1")
+    (child,) = wait_for(
+        lambda: [p for p in harness.processes() if p.kind == "child"], timeout=10, what="child"
+    )
+
+    harness.signal_pid(child.pid, signal.SIGKILL)
+
+    def replacement() -> list[int]:
+        pids = [p.pid for p in harness.processes() if p.kind == "child"]
+        return [pid for pid in pids if pid != child.pid]
+
+    wait_for(replacement, timeout=10, what="a new child")
+    job = harness.task("record").enqueue(1)
+    assert job.wait(timeout=10).state is JobState.SUCCEEDED
+    assert "event=child.exited" in worker.log()
+
+
+def test_frozen_supervisor_whose_lease_was_taken_kills_its_copy_of_the_job(
+    harness: Harness,
+) -> None:
+    # Given a worker running a job, frozen (SIGSTOP) for longer than the lease
+    gate = harness.gate()
+    job = harness.task("gated").enqueue(str(gate))
+    timings = {"lease": 2, "heartbeat": 0.5}
+    frozen = harness.start("worker", "--concurrency", "1", **timings)
+    wait_for(lambda: harness.child_running(job.id), timeout=10, what="first run")
+    frozen.signal(signal.SIGSTOP)
+
+    # When another worker rescues the job and runs it, and the first worker wakes up
+    harness.start("worker", "--concurrency", "1", **timings)
+    wait_for(lambda: harness.runs_of(job.id, "start") == 2, timeout=15, what="second run")
+    frozen.signal(signal.SIGCONT)
+
+    # Then the first worker learns the lease is gone and kills its copy before it ends
+    wait_for(lambda: "event=job.lost" in frozen.log(), timeout=10, what="lease lost")
+    gate.touch()
+    assert job.wait(timeout=10).state is JobState.SUCCEEDED
+    assert job.record.attempt == 2
+    assert harness.runs_of(job.id) == 1
