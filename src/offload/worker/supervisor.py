@@ -1,7 +1,7 @@
 """The supervisor: claims jobs, hands them to child processes, records what they report.
 
 It runs no job code. One thread, one loop, blocked in ``multiprocessing.connection.wait``
-on the children's pipes and exit sentinels, the store's wake-up socket and a signal pipe.
+on the children's pipes and exit sentinels, the store's wake-up socket and a signal socket.
 Each turn of the loop it reads what the children sent, enforces timeouts, heartbeats,
 writes everything pending in one ``job_record`` transaction, and claims as many jobs as it
 has idle children (never more: no prefetch).
@@ -27,14 +27,12 @@ import random
 import secrets
 import signal
 import socket
-import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from multiprocessing.connection import wait as wait_ready
-from types import FrameType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from offload import logs
 from offload.execution import after_crash, after_error, error_json
@@ -52,18 +50,15 @@ from offload.store.base import (
 from offload.worker import protocol
 from offload.worker.child import child_main
 from offload.worker.limits import describe_exit, peak_rss_self, rss_of
+from offload.worker.records import PendingWrites, Recorder, StoreGuard
+from offload.worker.signals import StopRequests
 from offload.worker.slots import Ending, Slot
 
 if TYPE_CHECKING:
     from offload.app import Offload
 
-T = TypeVar("T")
-
-START_METHOD = "fork"
 #: Longest the loop blocks, so deadlines are checked even when nothing happens.
 MAX_WAIT = 1.0
-#: Progress alone is written at most this often; outcomes are written at once.
-PROGRESS_FLUSH = 0.1
 
 
 @dataclass(frozen=True)
@@ -93,20 +88,6 @@ class Stats:
     requeued: int = 0
 
 
-@dataclass
-class _Pending:
-    """Writes waiting for the next ``job_record`` transaction."""
-
-    outcomes: list[Outcome] = field(default_factory=list)
-    progress: dict[tuple[str, int], ProgressUpdate] = field(default_factory=dict)
-    messages: list[MessageAdd] = field(default_factory=list)
-    saves: list[SaveValue] = field(default_factory=list)
-    stopped: list[str] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.outcomes or self.progress or self.messages or self.saves or self.stopped)
-
-
 def default_queues(app: Offload) -> tuple[str, ...]:
     """The queues of the app's registered tasks (``default`` if it has none)."""
     return tuple(sorted({t.options.queue for t in app.tasks.values()})) or ("default",)
@@ -133,13 +114,10 @@ class Supervisor:
         self.slots: list[Slot | None] = [None] * config.concurrency
         self._tasks = sorted(app.tasks)
         self._mp = multiprocessing.get_context("fork")
-        self._pending = _Pending()
+        self._guard = StoreGuard(self.worker_id)
+        self._recorder = Recorder(lambda: self.app.store, self._guard)
         self._waiter: Waiter | None = None
-        self._signals: list[int] = []
-        self._signal_fds: tuple[int, int] | None = None
-        self._signal_socks: tuple[socket.socket, socket.socket] | None = None
-        self._previous_wakeup = -1
-        self._previous_handlers: dict[int, Any] = {}
+        self._stops = StopRequests()
         self._started = time.time()
         self._begun = time.monotonic()
         self._stopping = False
@@ -150,9 +128,6 @@ class Supervisor:
         self._woken = True
         self._next_poll = 0.0
         self._next_heartbeat = 0.0
-        self._last_progress_flush = 0.0
-        self._store_failures = 0
-        self._retry_at = 0.0
         self._respawn_at: dict[int, float] = {}
         self._spawn_failures = 0
 
@@ -160,14 +135,18 @@ class Supervisor:
     def store(self) -> Store:
         return self.app.store
 
+    @property
+    def _pending(self) -> PendingWrites:
+        return self._recorder.pending
+
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> Stats:
         """Serve until stopped (SIGTERM, SIGINT, or idle/budget for a drain); return stats."""
-        self._install_signals()
+        self._stops.install()
         try:
             for index in range(self.config.concurrency):
                 self._spawn(index)
-            self._waiter = self._guard("waiter", lambda: self.store.waiter(self.config.queues))
+            self._waiter = self._guard.call("waiter", lambda: self.store.waiter(self.config.queues))
             logs.log(
                 "worker.started", worker=self.worker_id, kind=self.config.kind,
                 pid=os.getpid(), queues=",".join(self.config.queues),
@@ -185,7 +164,7 @@ class Supervisor:
                     time.sleep(0.1 + random.random() * 0.4)
         finally:
             self._shutdown()
-            self._restore_signals()
+            self._stops.close()
         logs.log(
             "worker.stopped", worker=self.worker_id, run=self.stats.run,
             succeeded=self.stats.succeeded, failed=self.stats.failed,
@@ -203,7 +182,7 @@ class Supervisor:
         self._note_wakeups(ready)
         self._limits()
         self._heartbeat()
-        self._flush()
+        self._recorder.flush()
         self._claim()
         self._check_drain()
         self._respawn()
@@ -217,8 +196,7 @@ class Supervisor:
             objects.append(slot.process.sentinel)
             if not slot.eof:
                 objects.append(slot.conn)
-        if self._signal_fds:
-            objects.append(self._signal_fds[0])
+        objects.append(self._stops)
         timeout = self._timeout()
         waiter = self._waiter
         if waiter is not None and hasattr(waiter, "fileno"):
@@ -257,14 +235,15 @@ class Supervisor:
                 moments.append(slot.deadline)
             if slot.kill_at is not None:
                 moments.append(slot.kill_at)
-        if self._pending:
-            moments.append(max(self._retry_at, self._last_progress_flush + PROGRESS_FLUSH))
+        flush_at = self._recorder.next_flush()
+        if flush_at is not None:
+            moments.append(flush_at)
         if self._stopping:
             if not self._fast:
                 moments.append(self._grace_end)
         else:
             if self._may_claim() and any(s.idle for s in slots):
-                moments.append(max(self._next_poll, self._retry_at))
+                moments.append(max(self._next_poll, self._guard.retry_at))
             if self.config.budget is not None:
                 moments.append(self._begun + self.config.budget)
             moments.extend(self._respawn_at.values())
@@ -282,8 +261,7 @@ class Supervisor:
         parent_conn, child_conn = self._mp.Pipe(duplex=True)
         inherited = [s.conn.fileno() for s in self._live_slots()]
         inherited.append(parent_conn.fileno())
-        if self._signal_fds:
-            inherited.extend(self._signal_fds)
+        inherited.extend(self._stops.fds())
         if self._waiter is not None and hasattr(self._waiter, "fileno"):
             inherited.append(int(self._waiter.fileno()))
         # See the module docstring: no store connection may cross the fork.
@@ -482,80 +460,19 @@ class Supervisor:
 
     # -- signals ---------------------------------------------------------------------------
     def request_stop(self, *, fast: bool = False) -> None:
-        """Stop as SIGTERM would (``fast``: as SIGINT), from a signal handler or another
-        thread (a test, a benchmark, an embedding application).
+        """Stop as SIGTERM would (``fast``: as SIGINT), from any thread (a test, a
+        benchmark, an application embedding a worker).
 
         >>> threading.Timer(60, supervisor.request_stop).start()
         """
-        self._signals.append(signal.SIGINT if fast else signal.SIGTERM)
-        socks = self._signal_socks
-        if socks is not None:
-            try:
-                socks[1].send(b"\0")
-            except OSError:
-                pass  # the buffer is full, so the loop is awake already
-
-    def _install_signals(self) -> None:
-        read, write = socket.socketpair()
-        read.setblocking(False)
-        write.setblocking(False)
-        self._signal_socks = (read, write)
-        self._signal_fds = (read.fileno(), write.fileno())
-        if threading.current_thread() is not threading.main_thread():
-            return  # handlers can only be set from the main thread; request_stop() works
-        # The wake-up fd interrupts the blocking wait; the handler only records the signal.
-        self._previous_wakeup = signal.set_wakeup_fd(write.fileno(), warn_on_full_buffer=False)
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._signals.append(signum)
+        self._stops.request(signal.SIGINT if fast else signal.SIGTERM)
 
     def _handle_signals(self) -> None:
-        if self._signal_socks is not None:
-            try:
-                while self._signal_socks[0].recv(512):
-                    pass
-            except OSError:
-                pass
-        while self._signals:
-            signum = self._signals.pop(0)
+        for signum in self._stops.take():
             graceful = signum == signal.SIGTERM and not self._stopping
             self._stop(fast=not graceful, why=f"received {signal.Signals(signum).name}")
 
-    def _restore_signals(self) -> None:
-        if self._signal_socks is None:
-            return
-        for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler)
-        if self._previous_handlers:
-            signal.set_wakeup_fd(self._previous_wakeup)
-        for sock in self._signal_socks:
-            sock.close()
-        self._signal_fds = self._signal_socks = None
-
     # -- the store -------------------------------------------------------------------------
-    def _guard(self, what: str, call: Callable[[], T]) -> T | None:
-        """Run a store call; on failure log, back off with jitter and return None.
-
-        The store may be down for minutes (a PostgreSQL failover, a locked SQLite file);
-        the supervisor keeps its children and their jobs, and retries later.
-        """
-        try:
-            value = call()
-        except Exception as exc:
-            self._store_failures += 1
-            delay = min(30.0, 0.2 * 2 ** min(self._store_failures, 8)) * (0.5 + random.random())
-            self._retry_at = time.monotonic() + delay
-            logs.log(
-                "store.error", "warning", worker=self.worker_id, op=what, error=repr(exc),
-                retry_in=round(delay, 2),
-            )  # fmt: skip
-            return None
-        self._store_failures = 0
-        self._retry_at = 0.0
-        return value
-
     def _note_wakeups(self, ready: Sequence[Any]) -> None:
         waiter = self._waiter
         if waiter is not None and hasattr(waiter, "fileno") and waiter in ready:
@@ -563,7 +480,7 @@ class Supervisor:
 
     def _claim(self) -> None:
         now = time.monotonic()
-        if not self._may_claim() or now < self._retry_at:
+        if not self._may_claim() or not self._guard.ready():
             return
         free = [s for s in self._live_slots() if s.idle]
         if not free or (self._idle and not self._woken and now < self._next_poll):
@@ -573,7 +490,7 @@ class Supervisor:
             limit = min(limit, self.config.max_jobs - self._claimed)
         self._woken = False
         self._next_poll = now + self.settings.poll_interval
-        jobs = self._guard(
+        jobs = self._guard.call(
             "claim",
             lambda: self.store.job_claim(
                 worker_id=self.worker_id, queues=self.config.queues, tasks=self._tasks,
@@ -597,43 +514,6 @@ class Supervisor:
             # The child died between its last message and this one; it never saw the job.
             slot.ending = Ending.SHUTDOWN
 
-    def _flush(self, force: bool = False) -> bool:
-        """Write everything pending in one transaction; False if it must be retried."""
-        pending = self._pending
-        if not pending:
-            return True
-        now = time.monotonic()
-        if not force:
-            if now < self._retry_at:
-                return False
-            if not (pending.outcomes or pending.stopped) and (
-                now - self._last_progress_flush < PROGRESS_FLUSH
-            ):
-                return False
-        self._last_progress_flush = now
-        self._pending = _Pending()
-
-        def write() -> list[bool]:
-            accepted = self.store.job_record(
-                outcomes=pending.outcomes, progress=list(pending.progress.values()),
-                messages=pending.messages, saves=pending.saves,
-            )  # fmt: skip
-            self.store.process_stop(pending.stopped)
-            return accepted
-
-        accepted = self._guard("record", write)
-        if accepted is None:
-            self._pending = _merge(pending, self._pending)  # keep every write for the retry
-            return False
-        for outcome, ok in zip(pending.outcomes, accepted, strict=False):
-            if not ok:
-                logs.log(
-                    "job.outcome_refused", "warning", job=outcome.job_id,
-                    attempt=outcome.attempt, state=outcome.state.value,
-                    reason="the lease was lost (the job was rescued or cancelled)",
-                )  # fmt: skip
-        return True
-
     def _heartbeat(self) -> None:
         now = time.monotonic()
         if now < self._next_heartbeat:
@@ -643,7 +523,7 @@ class Supervisor:
         # Outcomes not yet written still need their lease, or another worker would rescue
         # (and run again) a job that already finished here.
         runs.extend((o.job_id, o.attempt) for o in self._pending.outcomes)
-        renewed = self._guard(
+        renewed = self._guard.call(
             "lease_renew",
             lambda: self.store.lease_renew(
                 worker_id=self.worker_id, runs=runs, lease=self.settings.lease
@@ -651,9 +531,9 @@ class Supervisor:
         )
         if renewed is not None:
             self._on_renewed(renewed.lost, renewed.cancel_requested)
-        self._guard("process_heartbeat", lambda: self.store.process_heartbeat(self._rows()))
+        self._guard.call("process_heartbeat", lambda: self.store.process_heartbeat(self._rows()))
         self._renew_lock()
-        rescued = self._guard(
+        rescued = self._guard.call(
             "lease_rescue",
             lambda: self.store.lease_rescue_expired(crash_limit=self.settings.crash_limit),
         )
@@ -684,7 +564,7 @@ class Supervisor:
         name = self.config.lock_name
         if name is None:
             return
-        held = self._guard(
+        held = self._guard.call(
             "lock", lambda: self.store.lock_acquire(name, self.worker_id, self.settings.lease)
         )
         if held is False:
@@ -733,10 +613,10 @@ class Supervisor:
         self._respawn_at.clear()
         self._final_flush()
         ids = [self.worker_id]
-        self._guard("process_stop", lambda: self.store.process_stop(ids))
+        self._guard.call("process_stop", lambda: self.store.process_stop(ids))
         if self.config.lock_name:
             name = self.config.lock_name
-            self._guard("lock_release", lambda: self.store.lock_release(name, self.worker_id))
+            self._guard.call("lock_release", lambda: self.store.lock_release(name, self.worker_id))
         if self._waiter is not None:
             self._waiter.close()
         self.app.close()
@@ -745,7 +625,7 @@ class Supervisor:
         # Outcomes must land while their leases are valid: retry for about one lease. Past
         # that another worker rescues the job, so nothing is lost by giving up.
         deadline = time.monotonic() + self.settings.lease
-        while not self._flush(force=True):
+        while not self._recorder.flush(force=True):
             if time.monotonic() >= deadline:
                 logs.log(
                     "worker.unrecorded", "error", worker=self.worker_id,
@@ -753,18 +633,7 @@ class Supervisor:
                     reason="store unavailable; the jobs run again after their lease expires",
                 )  # fmt: skip
                 return
-            time.sleep(max(0.05, min(1.0, self._retry_at - time.monotonic())))
-
-
-def _merge(older: _Pending, newer: _Pending) -> _Pending:
-    merged = _Pending(
-        outcomes=older.outcomes + newer.outcomes,
-        progress={**older.progress, **newer.progress},
-        messages=older.messages + newer.messages,
-        saves=older.saves + newer.saves,
-        stopped=older.stopped + newer.stopped,
-    )
-    return merged
+            time.sleep(max(0.05, min(1.0, self._guard.retry_at - time.monotonic())))
 
 
 def _event_of(outcome: Outcome) -> str:
