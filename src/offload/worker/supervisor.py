@@ -515,10 +515,18 @@ class Supervisor:
             slot.ending = Ending.SHUTDOWN
 
     def _heartbeat(self) -> None:
+        """Renew leases, write the process table, renew the drain lock, rescue expired
+        leases; the first failure ends the round, since with the store down each further
+        call would block for its own timeout while children wait to be served."""
         now = time.monotonic()
         if now < self._next_heartbeat:
             return
         self._next_heartbeat = now + self.settings.heartbeat
+        for step in (self._renew_leases, self._write_rows, self._renew_lock, self._rescue):
+            if not step():
+                return
+
+    def _renew_leases(self) -> bool:
         runs = [(s.job.id, s.job.attempt) for s in self._live_slots() if s.job is not None]
         # Outcomes not yet written still need their lease, or another worker would rescue
         # (and run again) a job that already finished here.
@@ -529,10 +537,17 @@ class Supervisor:
                 worker_id=self.worker_id, runs=runs, lease=self.settings.lease
             ),
         )
-        if renewed is not None:
-            self._on_renewed(renewed.lost, renewed.cancel_requested)
-        self._guard.call("process_heartbeat", lambda: self.store.process_heartbeat(self._rows()))
-        self._renew_lock()
+        if renewed is None:
+            return False
+        self._on_renewed(renewed.lost, renewed.cancel_requested)
+        return True
+
+    def _write_rows(self) -> bool:
+        rows = self._rows()
+        self._guard.call("process_heartbeat", lambda: self.store.process_heartbeat(rows))
+        return self._guard.ready()  # the call returns None either way; ready() tells
+
+    def _rescue(self) -> bool:
         rescued = self._guard.call(
             "lease_rescue",
             lambda: self.store.lease_rescue_expired(crash_limit=self.settings.crash_limit),
@@ -542,7 +557,8 @@ class Supervisor:
                 "job.rescued", "warning", job=item.job_id, attempt=item.attempt,
                 state=item.state.value, reason="lease expired",
             )  # fmt: skip
-            self._idle = False
+            self._idle = False  # rescued jobs are due now
+        return rescued is not None
 
     def _on_renewed(self, lost: Sequence[str], cancel: Sequence[str]) -> None:
         lost_ids, cancel_ids = set(lost), set(cancel)
@@ -560,15 +576,16 @@ class Supervisor:
                 slot.cancel_sent = True
                 self._send(slot, {"op": "cancel", "job": job.id})
 
-    def _renew_lock(self) -> None:
+    def _renew_lock(self) -> bool:
         name = self.config.lock_name
         if name is None:
-            return
+            return True
         held = self._guard.call(
             "lock", lambda: self.store.lock_acquire(name, self.worker_id, self.settings.lease)
         )
         if held is False:
             self._stop(fast=False, why=f"lost the lock {name} to another process")
+        return held is not None
 
     def _rows(self) -> list[ProcessInfo]:
         queues = ",".join(self.config.queues)
