@@ -288,6 +288,26 @@ def test_schema_check_on_an_unmigrated_database_asks_for_migrate(
 # -- connections and processes -----------------------------------------------------------
 
 
+def test_a_single_threaded_process_holds_one_connection_and_one_for_listen(
+    postgres_url: str,
+) -> None:
+    # What a worker supervisor holds with the default pool_min=1 (see the how-to).
+    store = PostgresStore(store_settings(postgres_url))
+    try:
+        for _ in range(30):
+            store.job_insert_many([job()])
+            store.job_counts()
+        assert offload_connections(postgres_url) == 1
+        waiter = store.waiter(["default"])
+        assert offload_connections(postgres_url) == 2
+        waiter.close()
+        store.close()
+        store.job_counts()  # reopened after close (as around every fork): still one
+        wait_for(lambda: offload_connections(postgres_url) == 1, timeout=5, what="one")
+    finally:
+        store.close()
+
+
 def test_a_store_opens_at_most_pool_max_connections_plus_one_per_waiter(
     postgres_url: str,
 ) -> None:

@@ -162,7 +162,18 @@ class PostgresStore(Store):
                     reconnect_timeout=10.0,
                     num_workers=2,
                 )
-                pool.open(wait=False)
+                if pool.min_size:
+                    # Wait for the first connection: a request made while it is still
+                    # being opened would grow the pool to a second one at once.
+                    try:
+                        pool.open(wait=True, timeout=self.connect_timeout)
+                    except PoolTimeout as exc:  # the pool closed itself
+                        raise StoreUnavailable(
+                            f"{self._where}: could not connect within "
+                            f"{self.connect_timeout:g} s ({self._diagnose()})"
+                        ) from exc
+                else:
+                    pool.open(wait=False)
                 self._pool = pool
                 self._pid = os.getpid()
             return self._pool
@@ -199,8 +210,8 @@ class PostgresStore(Store):
                     return out
             except PoolTimeout as exc:
                 raise StoreUnavailable(
-                    f"{self._where}: no connection within {self.connect_timeout:g} s; "
-                    f"is the server up and reachable? ({_first_line(exc)})"
+                    f"{self._where}: no connection within {self.connect_timeout:g} s "
+                    f"({self._diagnose()})"
                 ) from exc
             except psycopg.Error as exc:
                 broken = used is not None and used.broken
@@ -219,6 +230,15 @@ class PostgresStore(Store):
                         f"or may not have been applied ({_first_line(exc)})"
                     ) from exc
                 raise self._translate(exc) from exc
+
+    def _diagnose(self) -> str:
+        """Why connecting fails, in libpq's words (the pool only logs its attempts)."""
+        try:
+            conn = psycopg.connect(self.url, **{**self._connect_kwargs, "connect_timeout": 2})
+        except psycopg.Error as exc:
+            return _first_line(exc)
+        conn.close()
+        return "the server answers now, but every pooled connection was busy or broken"
 
     def _read(self, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         return self._run(lambda c: c.execute(self.q(query), params).fetchall(), write=False)
