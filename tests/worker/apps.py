@@ -12,6 +12,7 @@ import ctypes
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 
 from offload import Cancel, JobContext, Offload, current_job
@@ -68,6 +69,25 @@ def hang() -> None:
         signal.pause()
 
 
+def spawn_and_hang() -> None:
+    """Start a subprocess, then block: a timeout must end both."""
+    child = subprocess.Popen(["sleep", "60"])
+    ledger("start")
+    _ledger_pid(child.pid, "grandchild")
+    while True:
+        signal.pause()
+
+
+def _ledger_pid(pid: int, phase: str) -> None:
+    ctx = current_job()
+    assert ctx is not None
+    conn = sqlite3.connect(os.environ["OFFLOAD_TEST_LEDGER"], timeout=30, isolation_level=None)
+    try:
+        conn.execute("INSERT INTO runs VALUES (?, ?, ?, ?)", (ctx.id, ctx.attempt, pid, phase))
+    finally:
+        conn.close()
+
+
 def segfault() -> None:
     """Crash the child process."""
     ledger("start")
@@ -120,6 +140,7 @@ for _app in (app, small_app):
     _app.task(gated)
     _app.task(pid)
     _app.task(hang, retries=0, timeout=1)
+    _app.task(spawn_and_hang, retries=0, timeout=1)
     _app.task(segfault)
     _app.task(exit_hard, retries=0)
     _app.task(allocate, retries=0, memory_limit=64 * 1024 * 1024)

@@ -135,3 +135,30 @@ def test_frozen_supervisor_whose_lease_was_taken_kills_its_copy_of_the_job(
     assert job.wait(timeout=10).state is JobState.SUCCEEDED
     assert job.record.attempt == 2
     assert harness.runs_of(job.id) == 1
+
+
+def test_timeout_also_ends_the_subprocesses_a_job_started(harness: Harness) -> None:
+    job = harness.task("spawn_and_hang").enqueue()
+    harness.start("worker", "--concurrency", "1", kill_grace=0.5)
+
+    assert job.wait(timeout=15).state is JobState.FAILED
+    (grandchild,) = [row[2] for row in harness.rows("grandchild")]
+    wait_for(lambda: process_gone(grandchild), timeout=5, what="the job's subprocess gone")
+
+
+def test_children_killed_by_the_service_manager_on_stop_are_requeued(harness: Harness) -> None:
+    # systemd's default KillMode signals the whole group: children die of SIGTERM while
+    # the supervisor is stopping. That is not the job's fault: no crash is counted.
+    gate = harness.gate()
+    job = harness.task("gated").enqueue(str(gate))
+    worker = harness.start("worker", "--concurrency", "1")
+    child = wait_for(lambda: harness.child_running(job.id), timeout=10, what="job running")
+
+    worker.signal(signal.SIGTERM)
+    wait_for(lambda: "event=worker.stopping" in worker.log(), timeout=5)
+    harness.signal_pid(child.pid, signal.SIGTERM)
+
+    assert worker.wait(timeout=10) == 0
+    record = job.refresh().record
+    assert record.state is JobState.QUEUED
+    assert (record.errors, record.crashes) == (0, 0)

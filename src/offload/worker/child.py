@@ -137,6 +137,12 @@ def _detach_from_supervisor(parent_pid: int, close_fds: Iterable[int]) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    # A process group of its own: a timeout kills the job's own subprocesses with it, and
+    # a terminal's Ctrl-C reaches only the supervisor, which decides about running jobs.
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass  # already a group leader
     # If the supervisor is SIGKILLed, nobody else would stop this child: the kernel does.
     set_parent_death_signal(signal.SIGKILL)
     if os.getppid() != parent_pid:

@@ -70,10 +70,16 @@ class Slot:
         return job
 
     def signal(self, signum: int) -> None:
-        """Send a signal to the child; a child that already exited is not an error."""
+        """Signal the child and every process its job started (its process group); a child
+        that already exited is not an error."""
         if self.dead or not self.pid:
             return
         self.signalled = True
+        try:
+            os.killpg(self.pid, signum)
+            return
+        except (ProcessLookupError, PermissionError):
+            pass  # not a group leader yet (just forked), or the group is gone
         try:
             os.kill(self.pid, signum)
         except ProcessLookupError:

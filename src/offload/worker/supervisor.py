@@ -382,7 +382,7 @@ class Supervisor:
         if slot.ending is Ending.TIMEOUT:
             text = f"timed out after {job.timeout:g} s"
             return after_error(job, error_json("Timeout", text), text, worker_id=wid)
-        if slot.ending is Ending.SHUTDOWN:
+        if slot.ending is Ending.SHUTDOWN or self._stopped_from_outside(slot):
             return Outcome(
                 job.id, job.attempt, JobState.QUEUED, count_error=False,
                 reason="worker stopped before the job finished; requeued", worker_id=wid,
@@ -392,6 +392,12 @@ class Supervisor:
             job, error_json("WorkerCrash", message), f"child {slot.pid} {exit_text}",
             crash_limit=self.settings.crash_limit, worker_id=wid,
         )  # fmt: skip
+
+    def _stopped_from_outside(self, slot: Slot) -> bool:
+        """A child killed by a stop signal while the worker stops: a service manager
+        signalling the whole group (systemd's default KillMode), not a crash of the job."""
+        stop_signals = (-signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP)
+        return self._stopping and slot.process.exitcode in stop_signals
 
     def _finish(self, slot: Slot, outcome: Outcome) -> None:
         """A run ended: queue its outcome for the next write and log it."""
