@@ -128,6 +128,7 @@ class Supervisor:
         self._woken = True
         self._next_poll = 0.0
         self._next_heartbeat = 0.0
+        self._rows_stale = False
         self._respawn_at: dict[int, float] = {}
         self._spawn_failures = 0
 
@@ -280,6 +281,7 @@ class Supervisor:
             recycle_at=recycle_at,
         )  # fmt: skip
         self._respawn_at.pop(index, None)
+        self._rows_stale = True  # show the new child in the process table without delay
         logs.log("child.started", worker=self.worker_id, pid=process.pid, slot=index)
 
     def _respawn(self) -> None:
@@ -526,6 +528,8 @@ class Supervisor:
         call would block for its own timeout while children wait to be served."""
         now = time.monotonic()
         if now < self._next_heartbeat:
+            if self._rows_stale and self._guard.ready():
+                self._write_rows()
             return
         self._next_heartbeat = now + self.settings.heartbeat
         for step in (self._renew_leases, self._write_rows, self._renew_lock, self._rescue):
@@ -550,6 +554,7 @@ class Supervisor:
 
     def _write_rows(self) -> bool:
         rows = self._rows()
+        self._rows_stale = False
         self._guard.call("process_heartbeat", lambda: self.store.process_heartbeat(rows))
         return self._guard.ready()  # the call returns None either way; ready() tells
 
