@@ -183,6 +183,8 @@ class PostgresStore(Store):
             pool, self._pool = self._pool, None
             if pool is not None and self._pid == os.getpid():
                 pool.close(timeout=1.0)
+            elif pool is not None:
+                self._abandoned.append(pool)  # the parent's, inherited over a fork
             self._checked = False
 
     def _run(self, fn: Callable[[Conn], T], *, write: bool = True, ensure: bool = True) -> T:
@@ -245,7 +247,7 @@ class PostgresStore(Store):
 
     def _translate(self, exc: psycopg.Error) -> StoreError:
         text = _first_line(exc)
-        if isinstance(exc, pg_errors.DiskFull | pg_errors.OutOfMemory):
+        if isinstance(exc, pg_errors.DiskFull):
             return StoreFull(f"{self._where}: {text}")
         if isinstance(exc, pg_errors.UndefinedTable | pg_errors.InvalidSchemaName):
             return SchemaError(f"{self._where}: {text}; run `offload migrate`")
@@ -306,8 +308,7 @@ class PostgresStore(Store):
                 if migration.version <= current:
                     continue
                 c.execute(sql.SQL("SET LOCAL search_path TO {}").format(self._names["schema"]))
-                c.execute(sql.SQL(migration.sql))
-                c.execute("RESET search_path")
+                c.execute(sql.SQL(migration.sql))  # SET LOCAL ends with the transaction
                 c.execute(
                     self.q("INSERT INTO {schema_version} (version, name) VALUES (%s, %s)"),
                     (migration.version, migration.name),
@@ -451,10 +452,15 @@ class PostgresStore(Store):
             )
         else:
             ids = []
+            # One ordered index scan per queue (LATERAL), merged: "queue = ANY(...)" would
+            # read and sort every due row of every queue on each claim. A queue's rows
+            # locked here but not among the first ``limit`` are released at commit.
             pick = (
-                "SELECT id FROM {jobs} WHERE state = 'queued' AND queue = ANY(%(queues)s)"
-                " AND run_at <= {now} AND task = ANY(%(tasks)s)"
-                " ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+                "SELECT j.id FROM unnest(%(queues)s::text[]) AS q(name) CROSS JOIN LATERAL"
+                " (SELECT id, priority, run_at FROM {jobs} WHERE state = 'queued'"
+                " AND queue = q.name AND run_at <= {now} AND task = ANY(%(tasks)s)"
+                " ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) j"
+                " ORDER BY j.priority DESC, j.run_at, j.id LIMIT %(limit)s"
             )
         # The picked ids are materialised once: as a plain "id IN (subquery)" the planner
         # may rescan the locking subquery per row, and each rescan skips the rows this very
@@ -474,7 +480,7 @@ class PostgresStore(Store):
         params = {
             "worker": worker_id,
             "lease": float(lease),
-            "queues": list(queues),
+            "queues": list(dict.fromkeys(queues)),
             "tasks": list(tasks),
             "limit": limit,
             "ids": ids,
@@ -566,41 +572,7 @@ class PostgresStore(Store):
             return []
 
         def record(c: Conn) -> list[bool]:
-            if progress:
-                c.execute(
-                    self.q(
-                        "UPDATE {jobs} j SET progress_current = u.current,"
-                        " progress_total = u.total,"
-                        " progress_message = coalesce(u.message, j.progress_message)"
-                        " FROM (SELECT DISTINCT ON (id) * FROM unnest(%s::text[], %s::int[],"
-                        " %s::float8[], %s::float8[], %s::text[]) WITH ORDINALITY"
-                        " AS t(id, attempt, current, total, message, n) ORDER BY id, n DESC) u"
-                        " WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running'"
-                    ),
-                    (
-                        [p.job_id for p in progress],
-                        [p.attempt for p in progress],
-                        [float(p.current) for p in progress],
-                        [_float_or_none(p.total) for p in progress],
-                        [p.message for p in progress],
-                    ),
-                )
-            if messages:
-                c.execute(
-                    self.q(
-                        "INSERT INTO {messages} (job_id, at, attempt, text)"
-                        " SELECT m.id, {now}, m.attempt, m.text FROM unnest(%s::text[],"
-                        " %s::int[], %s::text[]) WITH ORDINALITY AS m(id, attempt, text, n)"
-                        " JOIN {jobs} j ON j.id = m.id AND j.attempt = m.attempt"
-                        " AND j.state = 'running' ORDER BY m.n"
-                    ),
-                    (
-                        [m.job_id for m in messages],
-                        [m.attempt for m in messages],
-                        [m.text for m in messages],
-                    ),
-                )
-            for s in saves:
+            for s in saves:  # rare: a read-modify-write keeps the client's JSON text
                 row = c.execute(
                     self.q(
                         "SELECT saved FROM {jobs} WHERE id = %s AND attempt = %s"
@@ -615,50 +587,92 @@ class PostgresStore(Store):
                         self.q("UPDATE {jobs} SET saved = %s WHERE id = %s"),
                         (json.dumps(saved, separators=(",", ":")), s.job_id),
                     )
-            accepted = [self._finish(c, o) for o in outcomes]
-            requeued = [
-                o.job_id
-                for ok, o in zip(accepted, outcomes, strict=True)
-                if ok and o.state is JobState.QUEUED and o.delay <= 0
-            ]
-            if requeued:
-                self._notify(c, "")
-            return accepted
+            # Everything else in one round trip: progress and messages first, since
+            # an outcome ends the run they are fenced on.
+            with c.pipeline():
+                if progress:
+                    c.execute(
+                        self.q(
+                            "UPDATE {jobs} j SET progress_current = u.current,"
+                            " progress_total = u.total,"
+                            " progress_message = coalesce(u.message, j.progress_message)"
+                            " FROM (SELECT DISTINCT ON (id) * FROM unnest(%s::text[],"
+                            " %s::int[], %s::float8[], %s::float8[], %s::text[])"
+                            " WITH ORDINALITY AS t(id, attempt, current, total, message, n)"
+                            " ORDER BY id, n DESC) u"
+                            " WHERE j.id = u.id AND j.attempt = u.attempt"
+                            " AND j.state = 'running'"
+                        ),
+                        (
+                            [p.job_id for p in progress],
+                            [p.attempt for p in progress],
+                            [float(p.current) for p in progress],
+                            [_float_or_none(p.total) for p in progress],
+                            [p.message for p in progress],
+                        ),
+                    )
+                if messages:
+                    c.execute(
+                        self.q(
+                            "INSERT INTO {messages} (job_id, at, attempt, text)"
+                            " SELECT m.id, {now}, m.attempt, m.text FROM unnest(%s::text[],"
+                            " %s::int[], %s::text[]) WITH ORDINALITY AS m(id, attempt, text, n)"
+                            " JOIN {jobs} j ON j.id = m.id AND j.attempt = m.attempt"
+                            " AND j.state = 'running' ORDER BY m.n"
+                        ),
+                        (
+                            [m.job_id for m in messages],
+                            [m.attempt for m in messages],
+                            [m.text for m in messages],
+                        ),
+                    )
+                cursors = [self._finish(c, o) for o in outcomes]
+                if any(o.state is JobState.QUEUED and o.delay <= 0 for o in outcomes):
+                    self._notify(c, "")  # a requeue to run now (a spurious wake-up is cheap)
+            return [_count(cur) == 1 for cur in cursors]
 
         return self._run(record)
 
-    def _finish(self, c: Conn, o: Outcome) -> bool:
-        errors = 1 if o.count_error and o.state is not JobState.SUCCEEDED else 0
-        crashes = 1 if o.crashed else 0
+    def _finish(self, c: Conn, o: Outcome) -> psycopg.Cursor[tuple[Any, ...]]:
+        """One statement: the fenced transition and its event ("refused" if stale)."""
         if o.state is JobState.QUEUED:
-            cur = c.execute(
-                self.q(
-                    "UPDATE {jobs} SET state = 'queued', run_at = {now} + %s::float8,"
-                    " errors = errors + %s, crashes = crashes + %s, error = coalesce(%s, error),"
-                    " leased_until = NULL, worker_id = NULL"
-                    " WHERE id = %s AND attempt = %s AND state = 'running'"
-                ),
-                (float(o.delay), errors, crashes, o.error, o.job_id, o.attempt),
+            change = (
+                "state = 'queued', run_at = {now} + %(delay)s::float8,"
+                " error = coalesce(%(error)s, error), worker_id = NULL"
             )
             kind = "retry" if o.count_error or o.crashed else "requeued"
         else:
-            cur = c.execute(
-                self.q(
-                    "UPDATE {jobs} SET state = %s, result = %s, error = %s, finished_at = {now},"
-                    " errors = errors + %s, crashes = crashes + %s, leased_until = NULL"
-                    " WHERE id = %s AND attempt = %s AND state = 'running'"
-                ),
-                (o.state.value, o.result, o.error, errors, crashes, o.job_id, o.attempt),
+            change = (
+                "state = %(state)s, result = %(result)s, error = %(error)s, finished_at = {now}"
             )
             kind = o.state.value
-        if cur.rowcount == 1:
-            self._event(c, o.job_id, o.attempt, kind, o.worker_id, o.reason)
-            return True
-        exists = c.execute(self.q("SELECT 1 FROM {jobs} WHERE id = %s"), (o.job_id,)).fetchone()
-        if exists is not None:
-            reason = f"stale {o.state.value} outcome of attempt {o.attempt} refused"
-            self._event(c, o.job_id, o.attempt, "refused", o.worker_id, reason)
-        return False
+        query = self.q(
+            f"WITH u AS (UPDATE {{jobs}} SET {change}, errors = errors + %(errors)s,"
+            " crashes = crashes + %(crashes)s, leased_until = NULL"
+            " WHERE id = %(id)s AND attempt = %(attempt)s AND state = 'running' RETURNING id),"
+            " ev AS (INSERT INTO {events} (job_id, at, attempt, kind, worker_id, message)"
+            " SELECT %(id)s, {now}, %(attempt)s,"
+            " CASE WHEN EXISTS (SELECT 1 FROM u) THEN %(kind)s ELSE 'refused' END,"
+            " %(worker)s,"
+            " CASE WHEN EXISTS (SELECT 1 FROM u) THEN %(reason)s ELSE %(refusal)s END"
+            " WHERE EXISTS (SELECT 1 FROM u) OR EXISTS (SELECT 1 FROM {jobs} WHERE id = %(id)s))"
+            " SELECT count(*) FROM u"
+        )
+        params = {
+            "state": o.state.value,
+            "result": o.result,
+            "error": o.error,
+            "delay": float(o.delay),
+            "errors": 1 if o.count_error and o.state is not JobState.SUCCEEDED else 0,
+            "crashes": 1 if o.crashed else 0,
+            "id": o.job_id,
+            "attempt": o.attempt,
+            "kind": kind,
+            "worker": o.worker_id,
+            "reason": o.reason,
+            "refusal": f"stale {o.state.value} outcome of attempt {o.attempt} refused",
+        }
+        return c.execute(query, params)
 
     def job_get(self, job_id: str) -> JobRecord | None:
         rows = self._read(f"SELECT {_JOB_COLUMNS} FROM {{jobs}} WHERE id = %s", (job_id,))
@@ -993,6 +1007,11 @@ def _sleep_until(deadline: float) -> None:
 def _payload(queues: Iterable[str]) -> str:
     text = ",".join(sorted(set(queues)))
     return text if len(text.encode()) <= _MAX_PAYLOAD else ""
+
+
+def _count(cursor: psycopg.Cursor[tuple[Any, ...]]) -> int:
+    row = cursor.fetchone()
+    return int(row[0]) if row is not None else 0
 
 
 def _float_or_none(value: float | None) -> float | None:
