@@ -267,7 +267,12 @@ class Store(abc.ABC):
 
         A job whose ``unique_key`` matches an unfinished job is not inserted; the id of
         the existing job is returned in its place. With ``connection``, the insert runs on
-        the caller's own connection and commits with the caller's transaction.
+        the caller's own connection and commits with the caller's transaction: a
+        ``sqlite3.Connection`` on the store's file, or a psycopg 3 ``Connection`` to the
+        store's database (anything else raises ConfigError). Nothing is committed on it,
+        unless it is an autocommit connection outside a transaction block (then the batch
+        commits at once). PostgreSQL wakes workers when that transaction commits; SQLite
+        cannot tell, so workers find such jobs at their next poll.
         """
 
     @abc.abstractmethod
@@ -286,8 +291,9 @@ class Store(abc.ABC):
         With ``job_ids``, claim only those of these jobs that are due (inline runs and
         after-response runs claim the job they just stored).
 
-        Highest priority first, then earliest ``run_at``, then oldest. Each claimed job
-        becomes ``running`` with ``attempt + 1`` and a lease of ``lease`` seconds.
+        Highest priority first, then earliest ``run_at``, then oldest; the claimed jobs
+        are returned in that order. Each claimed job becomes ``running`` with
+        ``attempt + 1`` and a lease of ``lease`` seconds.
         """
 
     @abc.abstractmethod
