@@ -485,22 +485,22 @@ def test_lease_renew_reports_lost_runs_and_cancel_requests(store: Store) -> None
     kept, cancelled, finished = run_one(store), run_one(store), run_one(store)
     store.job_cancel([cancelled.id])
     store.job_record(outcomes=[Outcome(finished.id, finished.attempt, Q.SUCCEEDED, "1")])
+    ghost = uuid7()
     result = store.lease_renew(
         worker_id="w1",
         runs=[
             (kept.id, kept.attempt),
             (cancelled.id, cancelled.attempt),
             (finished.id, finished.attempt),
-            (kept.id, kept.attempt + 1),
-            (uuid7(), 1),
+            (kept.id, kept.attempt + 1),  # an attempt this worker never had
+            (ghost, 1),
         ],
         lease=30.0,
     )
-    assert cancelled.id in result.cancel_requested and kept.id not in result.cancel_requested
-    assert finished.id in result.lost and kept.id not in result.lost[:1]
-    assert store.lease_renew(worker_id="w2", runs=[(kept.id, kept.attempt)], lease=30).lost == [
-        kept.id
-    ]
+    assert result.cancel_requested == [cancelled.id]
+    assert result.lost == [finished.id, kept.id, ghost]
+    other = store.lease_renew(worker_id="w2", runs=[(kept.id, kept.attempt)], lease=30)
+    assert other.lost == [kept.id]  # held by w1, not w2
     assert store.lease_renew(worker_id="w1", runs=[], lease=30).lost == []
 
 

@@ -497,7 +497,7 @@ class PostgresStore(Store):
             "UPDATE {jobs} j SET leased_until = {now} + %s::float8"
             " FROM unnest(%s::text[], %s::int[]) AS r(id, attempt)"
             " WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = 'running'"
-            " AND j.worker_id = %s RETURNING j.id, j.cancel_requested"
+            " AND j.worker_id = %s RETURNING j.id, j.attempt, j.cancel_requested"
         )
         rows = self._run(
             lambda c: c.execute(
@@ -505,9 +505,9 @@ class PostgresStore(Store):
                 (float(lease), [r[0] for r in runs], [r[1] for r in runs], worker_id),
             ).fetchall()
         )
-        held = {r[0]: bool(r[1]) for r in rows}
-        lost = [job_id for job_id, _ in runs if job_id not in held]
-        cancel = [job_id for job_id, _ in runs if held.get(job_id)]
+        held = {(r[0], r[1]): bool(r[2]) for r in rows}
+        lost = [job_id for job_id, attempt in runs if (job_id, attempt) not in held]
+        cancel = [job_id for job_id, attempt in runs if held.get((job_id, attempt))]
         return RenewResult(lost, cancel)
 
     def lease_rescue_expired(self, *, crash_limit: int) -> list[Rescued]:
