@@ -148,6 +148,11 @@ class Supervisor:
             for index in range(self.config.concurrency):
                 self._spawn(index)
             self._waiter = self._guard.call("waiter", lambda: self.store.waiter(self.config.queues))
+            if not self._tasks:
+                logs.log(
+                    "worker.no_tasks", "warning", worker=self.worker_id,
+                    reason="the app registers no tasks, so this worker can claim no job",
+                )  # fmt: skip
             logs.log(
                 "worker.started", worker=self.worker_id, kind=self.config.kind,
                 pid=os.getpid(), queues=",".join(self.config.queues),
