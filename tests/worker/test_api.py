@@ -9,7 +9,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-from offload import JobState, Offload
+import pytest
+
+from offload import ConfigError, JobState, Offload
+from offload.worker import WorkerConfig
 from tests.fixtures.processes import ROOT, worker_env
 
 SCRIPT = textwrap.dedent(
@@ -76,3 +79,12 @@ def test_run_worker_from_a_script_until_sigterm(tmp_path: Path, sqlite_url: str)
             worker.kill()
             worker.communicate()
         client.close()
+
+
+def test_worker_config_is_validated() -> None:
+    with pytest.raises(ConfigError, match="concurrency"):
+        WorkerConfig(queues=("default",), concurrency=0)
+    with pytest.raises(ConfigError, match="queue"):
+        WorkerConfig(queues=("Bad Name",), concurrency=1)
+    with pytest.raises(ConfigError, match="max_jobs"):
+        WorkerConfig(queues=("default",), concurrency=1, max_jobs=0)

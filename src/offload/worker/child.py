@@ -68,6 +68,7 @@ class Child:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def send(self, **message: Any) -> None:
+        """Send one message to the supervisor (blocks while the pipe is full)."""
         self.conn.send_bytes(protocol.encode(message))
 
     def poll_cancels(self) -> set[str]:

@@ -38,18 +38,22 @@ def decode(data: bytes) -> Message:
 
 
 def job_to_dict(job: ClaimedJob) -> dict[str, Any]:
+    """A claimed job as a JSON object (every field is a str, a number or None)."""
     return dataclasses.asdict(job)
 
 
 def job_from_dict(data: dict[str, Any]) -> ClaimedJob:
+    """The inverse of :func:`job_to_dict`."""
     return ClaimedJob(**data)
 
 
 def outcome_to_dict(outcome: Outcome) -> dict[str, Any]:
+    """An outcome as a JSON object; the state travels as its string value."""
     data = dataclasses.asdict(outcome)
     data["state"] = outcome.state.value
     return data
 
 
 def outcome_from_dict(data: dict[str, Any]) -> Outcome:
+    """The inverse of :func:`outcome_to_dict`."""
     return Outcome(**{**data, "state": JobState(data["state"])})

@@ -48,6 +48,7 @@ class Slot:
 
     @property
     def pid(self) -> int:
+        """The child's process id (0 before it started)."""
         return self.process.pid or 0
 
     @property
@@ -56,6 +57,7 @@ class Slot:
         return self.job is None and not (self.retiring or self.eof or self.dead)
 
     def start_job(self, job: ClaimedJob, now: float) -> None:
+        """Note that ``job`` was sent to this child at monotonic time ``now``."""
         self.job = job
         self.job_started = now
         self.deadline = now + job.timeout if job.timeout else None
@@ -64,6 +66,7 @@ class Slot:
         self.cancel_sent = False
 
     def end_job(self) -> ClaimedJob | None:
+        """Forget the running job (it ended one way or another) and return it."""
         job, self.job = self.job, None
         self.deadline = self.kill_at = None
         self.ending = None
@@ -92,6 +95,7 @@ class Slot:
         self.signal(signal.SIGTERM)
 
     def kill_job(self, ending: Ending) -> None:
+        """SIGKILL now: for a lost lease, a fast stop, or a timeout past its grace."""
         self.ending = ending
         self.kill_at = None
         self.signal(signal.SIGKILL)

@@ -35,7 +35,9 @@ from multiprocessing.connection import wait as wait_ready
 from typing import TYPE_CHECKING, Any
 
 from offload import logs
+from offload.errors import ConfigError
 from offload.execution import after_crash, after_error, error_json
+from offload.settings import check_identifier
 from offload.store.base import (
     ClaimedJob,
     JobState,
@@ -76,6 +78,20 @@ class WorkerConfig:
     budget: float | None = None
     max_jobs: int | None = None
     lock_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.queues:
+            raise ConfigError("expected at least one queue, got none")
+        for queue in self.queues:
+            check_identifier("queue", queue)
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise ConfigError(
+                f"expected concurrency to be a positive int, got {self.concurrency!r}"
+            )
+        if self.budget is not None and not self.budget > 0:
+            raise ConfigError(f"expected budget to be positive seconds, got {self.budget!r}")
+        if self.max_jobs is not None and self.max_jobs < 1:
+            raise ConfigError(f"expected max_jobs to be a positive int, got {self.max_jobs!r}")
 
 
 @dataclass
@@ -134,6 +150,7 @@ class Supervisor:
 
     @property
     def store(self) -> Store:
+        """The app's store (reopened after each fork; see the module docstring)."""
         return self.app.store
 
     @property
