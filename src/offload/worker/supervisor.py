@@ -16,6 +16,14 @@ no threads, so no lock can be copied mid-operation; and each child closes the pi
 its siblings and the supervisor's sockets. The store reopens lazily on the supervisor's
 next call, which costs one connect per child start (children are started rarely:
 at boot, after a crash or timeout, and on recycling).
+
+**Signals.** SIGTERM stops claiming and gives running jobs ``shutdown_grace`` seconds;
+a second SIGTERM, a SIGINT or the end of the grace period kills them and requeues them
+without using up an attempt. Each child leads its own process group, so a terminal's
+Ctrl-C reaches only the supervisor and a timeout kills the job's subprocesses too. A
+service manager that signals every process of the unit (systemd's default
+``KillMode=control-group``) is tolerated: children killed that way during a stop are
+requeued, not counted as crashes; ``KillMode=mixed`` lets running jobs finish.
 """
 
 from __future__ import annotations
