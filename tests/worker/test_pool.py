@@ -129,3 +129,14 @@ def test_progress_messages_and_saves_reach_the_store_while_the_job_runs(
 
     assert job.wait(timeout=10).result() == "reported"
     assert [m.text for m in job.messages()] == ["hello from the child"]
+
+
+def test_worker_serves_only_the_queues_it_is_given(harness: Harness) -> None:
+    mail = harness.task("record").using(queue="mail").enqueue(1)
+    other = harness.task("record").using(queue="reports").enqueue(2)
+    default = harness.task("record").enqueue(3)
+    harness.start("worker", "--concurrency", "1", "--queues", "mail,reports")
+
+    assert mail.wait(timeout=10).result() == 1
+    assert other.wait(timeout=10).result() == 2
+    assert default.refresh().state is JobState.QUEUED
