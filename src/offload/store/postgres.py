@@ -35,7 +35,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from offload.errors import ConfigError, SchemaError, StoreError, StoreFull, StoreUnavailable
 from offload.settings import Settings, check_identifier
@@ -127,6 +127,7 @@ class PostgresStore(Store):
         self._abandoned: list[ConnectionPool[Conn]] = []
         self._checked = False
         self._dbname: str | None = None
+        self._in_use = 0
 
     # -- connections -------------------------------------------------------------------
     def q(self, text: str) -> sql.Composed:
@@ -147,36 +148,46 @@ class PostgresStore(Store):
                 # so it is never closed (or garbage-collected) here.
                 self._abandoned.append(self._pool)
                 self._pool = None
+                self._in_use = 0
             if self._pool is None:
-                pool = ConnectionPool(
-                    self.url,
-                    kwargs={"autocommit": True, **self._connect_kwargs},
-                    min_size=min(self.settings.pool_min, self.settings.pool_max),
-                    max_size=self.settings.pool_max,
-                    open=False,
-                    name=f"offload-{self.schema}",
-                    timeout=self.connect_timeout,
-                    # Give up a chain of reconnection attempts after a short while; the
-                    # next request starts a fresh one at once, so a restarted server is
-                    # used within seconds however long it was down.
-                    reconnect_timeout=10.0,
-                    num_workers=2,
-                )
-                if pool.min_size:
-                    # Wait for the first connection: a request made while it is still
-                    # being opened would grow the pool to a second one at once.
-                    try:
-                        pool.open(wait=True, timeout=self.connect_timeout)
-                    except PoolTimeout as exc:  # the pool closed itself
-                        raise StoreUnavailable(
-                            f"{self._where}: could not connect within "
-                            f"{self.connect_timeout:g} s ({self._diagnose()})"
-                        ) from exc
-                else:
-                    pool.open(wait=False)
-                self._pool = pool
+                self._pool = self._new_pool()
                 self._pid = os.getpid()
             return self._pool
+
+    def _new_pool(self) -> ConnectionPool[Conn]:
+        def make() -> ConnectionPool[Conn]:
+            return ConnectionPool(
+                self.url,
+                kwargs={"autocommit": True, **self._connect_kwargs},
+                min_size=min(self.settings.pool_min, self.settings.pool_max),
+                max_size=self.settings.pool_max,
+                open=False,
+                name=f"offload-{self.schema}",
+                timeout=self.connect_timeout,
+                reconnect_timeout=30.0,
+                num_workers=2,
+            )
+
+        pool = make()
+        if not pool.min_size:
+            pool.open(wait=False)
+            return pool
+        # Wait for the first connection: a request made while it is still being opened
+        # would grow the pool to a second connection at once.
+        try:
+            pool.open(wait=True, timeout=self._first_wait)
+            return pool
+        except PoolTimeout:  # the pool closed itself
+            problem = self._diagnose()
+            if problem is not None:
+                raise StoreUnavailable(f"{self._where}: cannot connect ({problem})") from None
+        pool = make()  # the server answers, just slowly
+        pool.open(wait=False)
+        return pool
+
+    @property
+    def _first_wait(self) -> float:
+        return min(self.connect_timeout, 1.0)
 
     def close(self) -> None:
         with self._lock:
@@ -187,6 +198,40 @@ class PostgresStore(Store):
                 self._abandoned.append(pool)  # the parent's, inherited over a fork
             self._checked = False
 
+    def _getconn(self, pool: ConnectionPool[Conn]) -> Conn | None:
+        """A connection from ``pool``, or None if the pool was replaced (call again).
+
+        psycopg_pool reconnects in the background with exponential backoff, which can
+        leave a pool waiting for seconds after the server is back. So when no connection
+        comes within a second while none is in use (the pool is failing, not busy), ask
+        the server directly: if it answers, start a fresh pool; if not, fail now with
+        libpq's reason instead of waiting out the timeout.
+        """
+        try:
+            return pool.getconn(timeout=self._first_wait)
+        except PoolClosed:
+            return None
+        except PoolTimeout:
+            pass
+        if self._in_use > 0:  # busy: others hold connections and will give them back
+            try:
+                return pool.getconn(timeout=max(0.01, self.connect_timeout - self._first_wait))
+            except PoolClosed:
+                return None
+            except PoolTimeout as exc:
+                raise StoreUnavailable(
+                    f"{self._where}: no pooled connection free within "
+                    f"{self.connect_timeout:g} s (pool_max={self.settings.pool_max})"
+                ) from exc
+        problem = self._diagnose()
+        if problem is not None:
+            raise StoreUnavailable(f"{self._where}: cannot connect ({problem})")
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.close(timeout=1.0)
+        return None
+
     def _run(self, fn: Callable[[Conn], T], *, write: bool = True, ensure: bool = True) -> T:
         """Run ``fn`` on a pooled connection (in one transaction if ``write``).
 
@@ -196,51 +241,57 @@ class PostgresStore(Store):
         """
         if ensure and not self._checked:
             self._ensure_schema()
-        pool = self._get_pool()
         attempts = 0
         while True:
-            used: Conn | None = None
+            pool = self._get_pool()
+            conn = self._getconn(pool)
+            if conn is None:
+                attempts += 1
+                if attempts > 3:
+                    raise StoreUnavailable(f"{self._where}: the connection pool keeps failing")
+                continue
             committing = False
+            self._count(1)
             try:
-                with pool.connection(timeout=self.connect_timeout) as conn:
-                    used = conn
-                    if not write:
-                        return fn(conn)
-                    with conn.transaction():
-                        out = fn(conn)
-                        committing = True
-                    return out
-            except PoolTimeout as exc:
-                raise StoreUnavailable(
-                    f"{self._where}: no connection within {self.connect_timeout:g} s "
-                    f"({self._diagnose()})"
-                ) from exc
+                if not write:
+                    return fn(conn)
+                with conn.transaction():
+                    out = fn(conn)
+                    committing = True
+                return out
             except psycopg.Error as exc:
-                broken = used is not None and used.broken
+                broken = conn.broken
                 retry = not committing and (
                     (broken and attempts <= self.settings.pool_max)
                     or (isinstance(exc, pg_errors.TransactionRollback) and attempts < 5)
                 )
-                if retry:
-                    attempts += 1
-                    if not broken:
-                        time.sleep(random.uniform(0.001, 0.02) * attempts)
-                    continue
-                if committing and broken:
-                    raise StoreUnavailable(
-                        f"{self._where}: connection lost while committing; the change may "
-                        f"or may not have been applied ({_first_line(exc)})"
-                    ) from exc
-                raise self._translate(exc) from exc
+                if not retry:
+                    if committing and broken:
+                        raise StoreUnavailable(
+                            f"{self._where}: connection lost while committing; the change "
+                            f"may or may not have been applied ({_first_line(exc)})"
+                        ) from exc
+                    raise self._translate(exc) from exc
+                attempts += 1
+                if not broken:
+                    time.sleep(random.uniform(0.001, 0.02) * attempts)
+            finally:
+                self._count(-1)
+                pool.putconn(conn)  # a broken connection is discarded and replaced
 
-    def _diagnose(self) -> str:
-        """Why connecting fails, in libpq's words (the pool only logs its attempts)."""
+    def _count(self, delta: int) -> None:
+        with self._lock:
+            self._in_use += delta
+
+    def _diagnose(self) -> str | None:
+        """Why connecting fails, in libpq's words (the pool only logs its attempts);
+        None if the server answers."""
         try:
             conn = psycopg.connect(self.url, **{**self._connect_kwargs, "connect_timeout": 2})
         except psycopg.Error as exc:
             return _first_line(exc)
         conn.close()
-        return "the server answers now, but every pooled connection was busy or broken"
+        return None
 
     def _read(self, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         return self._run(lambda c: c.execute(self.q(query), params).fetchall(), write=False)
