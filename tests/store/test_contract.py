@@ -797,6 +797,18 @@ def test_waiter_times_out_without_work(store: Store) -> None:
         waiter.close()
 
 
+def test_waiter_with_zero_timeout_reports_a_pending_wake_up(store: Store) -> None:
+    waiter = store.waiter(["default"])
+    try:
+        assert waiter.wait(0) is False
+        add(store)
+        time.sleep(0.05)  # let the signal travel; wait(0) only looks, it never blocks
+        assert waiter.wait(0) is True
+        assert waiter.wait(0) is False  # consumed
+    finally:
+        waiter.close()
+
+
 def test_waiter_ignores_other_queues(store: Store) -> None:
     waiter = store.waiter(["mail"])
     try:

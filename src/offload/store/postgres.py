@@ -1026,13 +1026,13 @@ class ListenWaiter(Waiter):
             _sleep_until(deadline)
             return False
         try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
+            while True:  # at least one look, so wait(0) still reads what has arrived
+                remaining = max(0.0, deadline - time.monotonic())
                 for note in self._conn.notifies(timeout=remaining):
                     if not note.payload or self.queues.intersection(note.payload.split(",")):
                         return True
+                if time.monotonic() >= deadline:
+                    return False
         except psycopg.Error:
             self._drop()
             _sleep_until(deadline)
