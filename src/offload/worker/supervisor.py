@@ -481,8 +481,9 @@ class Supervisor:
         if fast and not self._fast:
             self._fast = True
             for slot in self._live_slots():
-                if slot.job is not None and slot.ending is not Ending.LOST:
-                    slot.kill_job(Ending.SHUTDOWN)
+                if slot.job is not None:
+                    # A job already past its timeout still ends as a timeout.
+                    slot.kill_job(slot.ending or Ending.SHUTDOWN)
 
     def _check_drain(self) -> None:
         config = self.config
