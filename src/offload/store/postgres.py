@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import random
 import threading
@@ -62,6 +63,12 @@ from offload.store.migrate import check_version, latest_version, migrations
 
 T = TypeVar("T")
 Conn = psycopg.Connection[tuple[Any, ...]]
+
+# The pool logs every failed reconnection attempt. Where the application configured no
+# logging, don't let Python's last-resort handler print them to stderr: StoreUnavailable
+# already carries libpq's reason. Configured handlers still receive them.
+if not logging.getLogger("psycopg.pool").handlers:
+    logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 
 #: The transaction's timestamp on the server, as float epoch seconds.
 _NOW = "date_part('epoch', now())"
