@@ -22,6 +22,7 @@ SCRIPT = textwrap.dedent(
     from offload.worker import run_drain, run_worker
 
     app = Offload(sys.argv[1])
+    print("app loaded")  # buffered when forking: must not be repeated by each child
 
     @app.task
     def double(x: int) -> int:
@@ -54,7 +55,8 @@ def test_run_drain_from_a_script(tmp_path: Path, sqlite_url: str) -> None:
     )  # fmt: skip
 
     assert done.returncode == 0, done.stderr
-    first, second = done.stdout.splitlines()
+    loaded, first, second = done.stdout.splitlines()
+    assert loaded == "app loaded"
     assert first.startswith("drain: 5 jobs run, 5 succeeded, 0 failed")
     assert second == "[0, 2, 4, 6, 8]"
 
@@ -73,7 +75,7 @@ def test_run_worker_from_a_script_until_sigterm(tmp_path: Path, sqlite_url: str)
         worker.send_signal(signal.SIGTERM)
         out, _ = worker.communicate(timeout=15)
         assert worker.returncode == 0
-        assert out.strip() == "stopped after 1 runs"
+        assert out.splitlines() == ["app loaded", "stopped after 1 runs"]
     finally:
         if worker.poll() is None:
             worker.kill()
