@@ -30,6 +30,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="offload-demo-"))
     url = f"sqlite:///{workdir / 'offload.db'}"
     env = {**os.environ, "OFFLOAD_URL": url, "DEMO_IMPORT_DB": str(workdir / "imported.db")}
+    env["OFFLOAD_HEARTBEAT"] = "1"  # the process table below is fresh within a second
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
@@ -52,10 +53,9 @@ def main() -> int:
     )  # fmt: skip
     try:
         elapsed = _watch(console, app, len(jobs))
+        _wait_for_table(app, len(jobs))
         console.print()
-        subprocess.run(
-            [sys.executable, "-m", "offload", "ps"], env=env, cwd=ROOT, check=False
-        )
+        subprocess.run([sys.executable, "-m", "offload", "ps"], env=env, cwd=ROOT, check=False)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
@@ -70,6 +70,19 @@ def main() -> int:
     console.print(f"first mail: {mails[0].refresh().result()}")
     console.print(f"worker log: {workdir / 'worker.log'}")
     return 0 if done == len(jobs) and failed == 0 else 1
+
+
+def _wait_for_table(app: object, total: int) -> None:
+    """Let the workers' next heartbeat publish their final counts (at most a few seconds)."""
+    from offload import Offload
+
+    assert isinstance(app, Offload)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        rows = app.store.process_list(gone_after=10)
+        if sum(p.served for p in rows if p.kind == "child") >= total:
+            return
+        time.sleep(0.1)
 
 
 def _watch(console: Console, app: object, total: int) -> float:

@@ -1,0 +1,23 @@
+"""The README's demo runs end to end and reports every job done."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_runs_every_job_and_prints_the_process_table(tmp_path):
+    env = {**os.environ, "TMPDIR": str(tmp_path), "COLUMNS": "160"}
+    env.pop("OFFLOAD_URL", None)
+    out = subprocess.run(
+        [sys.executable, "examples/demo.py"], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "205 jobs succeeded, 0 failed" in out.stdout
+    assert "supervisor" in out.stdout and "child" in out.stdout
+    assert "sent 'Your import is running' to user0@example.com" in out.stdout
