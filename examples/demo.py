@@ -48,7 +48,8 @@ def main() -> int:
 
     worker = subprocess.Popen(
         [sys.executable, "-m", "offload", "worker", "--app", "examples.demo_app:app",
-         "--concurrency", "2", "--queues", "imports,mail", "--log-file", str(workdir / "worker.log")],
+         "--concurrency", "2", "--queues", "imports,mail",
+         "--log-file", str(workdir / "worker.log")],
         env=env, cwd=ROOT,
     )  # fmt: skip
     try:
