@@ -130,6 +130,14 @@ async def async_add(a: int, b: int) -> int:
     return a + b
 
 
+async def loop_identity() -> list[int]:
+    """The child's pid and the identity of the event loop running this job."""
+    import asyncio
+
+    ledger("done")
+    return [os.getpid(), id(asyncio.get_running_loop())]
+
+
 def extra() -> str:
     ledger("done")
     return "extra"
@@ -147,4 +155,5 @@ for _app in (app, small_app):
     _app.task(until_cancelled, context=True)
     _app.task(reporting, context=True)
     _app.task(async_add)
+    _app.task(loop_identity)
 app.task(extra)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from offload import JobState
 from offload.testing import wait_for
+from offload.worker import drain_lock_name
 from tests.worker.conftest import Harness
 
 
@@ -76,3 +77,7 @@ def test_drain_budget_ends_the_drain(harness: Harness) -> None:
     assert done.returncode == 0, done.stderr
     assert "0 jobs run" in done.stdout
     assert job.refresh().state is JobState.QUEUED and job.record.errors == 0
+
+
+def test_drain_lock_is_named_after_the_sorted_queues() -> None:
+    assert drain_lock_name(["mail", "default"]) == "drain:default,mail"

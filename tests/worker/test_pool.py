@@ -140,3 +140,12 @@ def test_worker_serves_only_the_queues_it_is_given(harness: Harness) -> None:
     assert mail.wait(timeout=10).result() == 1
     assert other.wait(timeout=10).result() == 2
     assert default.refresh().state is JobState.QUEUED
+
+
+def test_async_jobs_of_one_child_share_its_event_loop(harness: Harness) -> None:
+    jobs = [harness.task("loop_identity").enqueue() for _ in range(3)]
+    harness.start("worker", "--concurrency", "1")
+
+    identities = {tuple(job.wait(timeout=10).result()) for job in jobs}
+
+    assert len(identities) == 1
