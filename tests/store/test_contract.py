@@ -314,6 +314,30 @@ def test_retry_outcome_without_delay_is_claimable_as_the_next_attempt(store: Sto
     assert (again.id, again.attempt, again.errors) == (c.id, 2, 1)
 
 
+def test_requeue_after_a_crash_counts_the_crash_and_the_error(store: Store) -> None:
+    c = run_one(store, max_attempts=3)
+    store.job_record(outcomes=[Outcome(c.id, c.attempt, Q.QUEUED, error="{}", crashed=True)])
+    record = store.job_get(c.id)
+    assert record is not None
+    assert (record.state, record.errors, record.crashes) == (Q.QUEUED, 1, 1)
+    assert kinds(store, c.id) == ["started", "retry"]
+
+
+def test_success_after_a_retry_clears_the_error(store: Store) -> None:
+    c = run_one(store, max_attempts=3)
+    store.job_record(outcomes=[Outcome(c.id, c.attempt, Q.QUEUED, error='{"type": "E"}')])
+    (again,) = claim(store)
+    store.job_record(outcomes=[Outcome(again.id, again.attempt, Q.SUCCEEDED, result="7")])
+    record = store.job_get(c.id)
+    assert record is not None
+    assert (record.state, record.result, record.error, record.errors) == (
+        Q.SUCCEEDED,
+        "7",
+        None,
+        1,
+    )
+
+
 def test_requeue_without_counting_an_error_keeps_the_error_count(store: Store) -> None:
     c = run_one(store)
     store.job_record(outcomes=[Outcome(c.id, c.attempt, Q.QUEUED, count_error=False)])
