@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from offload.errors import ConfigError, SchemaError, StoreUnavailable
 from offload.ids import uuid7
@@ -104,6 +105,16 @@ def test_enqueue_on_an_idle_autocommit_connection_commits_at_once(
         pg.job_insert_many([a, b], connection=conn)
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     assert pg.job_get(a.id) is not None and pg.job_get(b.id) is not None
+
+
+def test_enqueue_works_on_a_connection_with_another_row_factory(
+    pg: PostgresStore, postgres_url: str
+) -> None:
+    pg.migrate()
+    with psycopg.connect(postgres_url, row_factory=dict_row) as conn:
+        (existing,) = pg.job_insert_many([job(unique_key="k")], connection=conn)
+        assert pg.job_insert_many([job(unique_key="k")], connection=conn) == [existing]
+    assert pg.job_get(existing) is not None
 
 
 def test_enqueue_refuses_a_connection_to_another_database(

@@ -36,6 +36,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from offload.errors import ConfigError, SchemaError, StoreError, StoreFull, StoreUnavailable
@@ -425,7 +426,9 @@ class PostgresStore(Store):
             )
         return connection
 
-    def _insert(self, c: Conn, jobs: Sequence[NewJob], payload: str) -> list[str]:
+    def _insert(self, conn: Conn, jobs: Sequence[NewJob], payload: str) -> list[str]:
+        # A cursor of our own: the caller's connection may have another row factory.
+        c = conn.cursor(row_factory=tuple_row)
         plain = [j for j in jobs if j.unique_key is None]
         if plain:
             c.execute(
@@ -460,7 +463,7 @@ class PostgresStore(Store):
         self._notify(c, payload)
         return [existing.get(j.id, j.id) if j.unique_key is not None else j.id for j in jobs]
 
-    def _insert_unique(self, c: Conn, j: NewJob) -> str:
+    def _insert_unique(self, c: psycopg.Cursor[tuple[Any, ...]], j: NewJob) -> str:
         """Insert one job with a unique key; the id of the active job that has it."""
         query = self.q(
             "WITH ins AS (INSERT INTO {jobs} (id, task, queue, state, priority, args, kwargs,"
@@ -948,7 +951,7 @@ class PostgresStore(Store):
     def waiter(self, queues: Sequence[str]) -> Waiter:
         return ListenWaiter(self.url, self.channel, queues, self._connect_kwargs)
 
-    def _notify(self, c: Conn, payload: str) -> None:
+    def _notify(self, c: Conn | psycopg.Cursor[tuple[Any, ...]], payload: str) -> None:
         """Wake idle workers when this transaction commits (empty payload: any queue)."""
         c.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
 
