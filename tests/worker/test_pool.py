@@ -149,3 +149,15 @@ def test_async_jobs_of_one_child_share_its_event_loop(harness: Harness) -> None:
     identities = {tuple(job.wait(timeout=10).result()) for job in jobs}
 
     assert len(identities) == 1
+
+
+def test_a_replacement_child_starts_work_at_once(harness: Harness) -> None:
+    # Every job recycles its child; each replacement must be served on its first turn,
+    # not at the next poll (30 s here) or the loop's idle timeout (1 s per job before).
+    jobs = [harness.task("pid").enqueue() for _ in range(8)]
+    harness.start("worker", "--concurrency", "1", recycle_min=1, recycle_max=1, poll_interval=30)
+
+    jobs[0].wait(timeout=10)
+    # Seven more recycles: about a second each before, a few milliseconds now.
+    wait_for(lambda: all(j.refresh().finished for j in jobs), timeout=4, what="all jobs")
+    assert len({job.result() for job in jobs}) == 8

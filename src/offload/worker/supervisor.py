@@ -213,10 +213,17 @@ class Supervisor:
         self._note_wakeups(ready)
         self._limits()
         self._heartbeat()
-        self._recorder.flush()
-        self._claim()
-        self._check_drain()
         self._respawn()
+        if self._guard.failing:
+            # Recovering from an outage: outcomes first, they matter more than new work.
+            self._recorder.flush()
+            self._claim()
+        else:
+            # Claim before writing outcomes: idle children start their next job first, and
+            # the write then overlaps with their work instead of delaying it.
+            self._claim()
+            self._recorder.flush()
+        self._check_drain()
 
     def _finished(self) -> bool:
         return self._stopping and not any(s.job for s in self._live_slots())
@@ -274,7 +281,10 @@ class Supervisor:
                 moments.append(self._grace_end)
         else:
             if self._may_claim() and any(s.idle for s in slots):
-                moments.append(max(self._next_poll, self._guard.retry_at))
+                # Claim at once when there may be work (a slot freed up, a wake-up came),
+                # else at the next poll.
+                eager = self._woken or not self._idle
+                moments.append(max(now if eager else self._next_poll, self._guard.retry_at))
             if self.config.budget is not None:
                 moments.append(self._begun + self.config.budget)
             moments.extend(self._respawn_at.values())
