@@ -13,7 +13,7 @@ import os
 import signal
 from collections.abc import Iterable
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from offload.execution import execute
 from offload.store.base import ClaimedJob
@@ -69,17 +69,23 @@ class Child:
 
     def send(self, **message: Any) -> None:
         """Send one message to the supervisor (blocks while the pipe is full)."""
-        self.conn.send_bytes(protocol.encode(message))
+        try:
+            self.conn.send_bytes(protocol.encode(message))
+        except OSError:
+            _orphaned()
 
     def poll_cancels(self) -> set[str]:
         """Read waiting messages without blocking; the ids asked to cancel."""
         cancels: set[str] = set()
-        while self.conn.poll(0):
-            message = protocol.decode(self.conn.recv_bytes())
-            if message.get("op") == "cancel":
-                cancels.add(str(message.get("job")))
-            else:
-                self._inbox.append(message)
+        try:
+            while self.conn.poll(0):
+                message = protocol.decode(self.conn.recv_bytes())
+                if message.get("op") == "cancel":
+                    cancels.add(str(message.get("job")))
+                else:
+                    self._inbox.append(message)
+        except (EOFError, OSError):
+            _orphaned()
         return cancels
 
     def serve(self) -> None:
@@ -118,6 +124,13 @@ class Child:
             return await awaitable
 
         return self._loop.run_until_complete(wrapper())
+
+
+def _orphaned() -> NoReturn:
+    # The supervisor is gone (its pipe end closed), so nothing this job does can be
+    # recorded: stop now rather than raise into job code. The lease will expire and
+    # another worker runs the job again.
+    os._exit(1)
 
 
 def child_main(
