@@ -589,7 +589,8 @@ class PostgresStore(Store):
                     self.q(
                         "UPDATE {jobs} SET state = %(state)s, crashes = crashes + 1,"
                         " error = %(error)s, leased_until = NULL, worker_id = NULL,"
-                        " run_at = {now}, finished_at = CASE WHEN %(state)s = 'quarantined'"
+                        " run_at = least(run_at, {now}),"
+                        " finished_at = CASE WHEN %(state)s = 'quarantined'"
                         " THEN {now} END"
                         " WHERE id = %(id)s AND attempt = %(attempt)s AND state = 'running'"
                     ),
@@ -697,8 +698,11 @@ class PostgresStore(Store):
     def _finish(self, c: Conn, o: Outcome) -> psycopg.Cursor[tuple[Any, ...]]:
         """One statement: the fenced transition and its event ("refused" if stale)."""
         if o.state is JobState.QUEUED:
+            # Run again at once (a crash, a requeue at shutdown) keeps the job's place in
+            # line: it is not sent behind every job that became due while it ran.
             change = (
-                "state = 'queued', run_at = {now} + %(delay)s::float8,"
+                "state = 'queued', run_at = CASE WHEN %(delay)s::float8 > 0"
+                " THEN {now} + %(delay)s::float8 ELSE least(run_at, {now}) END,"
                 " error = coalesce(%(error)s, error), worker_id = NULL"
             )
             kind = "retry" if o.count_error or o.crashed else "requeued"

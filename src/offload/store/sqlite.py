@@ -399,7 +399,7 @@ class SQLiteStore(Store):
                 error = json.dumps({"type": "LeaseExpired", "message": reason, "traceback": ""})
                 c.execute(
                     "UPDATE offload_jobs SET state = ?, crashes = crashes + 1, error = ?,"
-                    " leased_until = NULL, worker_id = NULL, run_at = ?,"
+                    " leased_until = NULL, worker_id = NULL, run_at = min(run_at, ?),"
                     " finished_at = CASE WHEN ? = 'quarantined' THEN ? END"
                     " WHERE id = ? AND attempt = ? AND state = 'running'",
                     (state.value, error, now, state.value, now, job_id, attempt),
@@ -475,11 +475,15 @@ class SQLiteStore(Store):
         errors = 1 if o.count_error and o.state is not JobState.SUCCEEDED else 0
         crashes = 1 if o.crashed else 0
         if o.state is JobState.QUEUED:
+            # Run again at once (a crash, a requeue at shutdown) keeps the job's place in
+            # line: it is not sent behind every job that became due while it ran.
             cur = c.execute(
-                "UPDATE offload_jobs SET state = 'queued', run_at = ?, errors = errors + ?,"
-                " crashes = crashes + ?, error = coalesce(?, error), leased_until = NULL,"
-                " worker_id = NULL WHERE id = ? AND attempt = ? AND state = 'running'",
-                (now + o.delay, errors, crashes, o.error, o.job_id, o.attempt),
+                "UPDATE offload_jobs SET state = 'queued',"
+                " run_at = CASE WHEN ? > 0 THEN ? ELSE min(run_at, ?) END,"
+                " errors = errors + ?, crashes = crashes + ?, error = coalesce(?, error),"
+                " leased_until = NULL, worker_id = NULL"
+                " WHERE id = ? AND attempt = ? AND state = 'running'",
+                (o.delay, now + o.delay, now, errors, crashes, o.error, o.job_id, o.attempt),
             )
             kind = "retry" if o.count_error or o.crashed else "requeued"
         else:
