@@ -49,4 +49,7 @@ def run_worker(
         queues=tuple(queues) if queues else default_queues(app),
         concurrency=concurrency or app.settings.concurrency,
     )
+    # Refuse at once (SchemaError) a schema this code does not know, rather than start a
+    # pool whose every store call would fail and be retried.
+    app.store.schema_check()
     return Supervisor(app, config).run()
