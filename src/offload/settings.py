@@ -70,6 +70,13 @@ class Settings:
     shutdown_grace: float = 30.0
     #: Seconds between SIGTERM and SIGKILL when a job overruns its timeout.
     kill_grace: float = 5.0
+    #: Worker: most jobs one child is handed at once. Batches are formed only while every
+    #: queue the worker serves has recently finished its jobs in well under a millisecond
+    #: (1 turns batching off).
+    batch_max: int = 16
+    #: Worker: the longest a job handed to a child in a batch waits for its turn; past
+    #: this it is handed back unstarted (requeued, no attempt used) for any worker to take.
+    batch_wait: float = 0.02
     #: A job that crashes its child this many times is quarantined.
     crash_limit: int = 3
     #: Run jobs at once in the enqueuing process (for tests).
@@ -81,14 +88,21 @@ class Settings:
         scheme = self.url.split("://", 1)[0]
         if scheme not in ("sqlite", "postgresql", "postgres"):
             raise ConfigError(f"url: unknown scheme {scheme!r}; expected 'sqlite' or 'postgresql'")
-        for name in ("lease", "heartbeat", "poll_interval", "busy_timeout", "kill_grace"):
+        for name in (
+            "lease",
+            "heartbeat",
+            "poll_interval",
+            "busy_timeout",
+            "kill_grace",
+            "batch_wait",
+        ):
             _positive(name, getattr(self, name))
         _non_negative("shutdown_grace", self.shutdown_grace)
         if self.heartbeat >= self.lease:
             raise ConfigError(
                 f"expected heartbeat ({self.heartbeat}) to be shorter than lease ({self.lease})"
             )
-        for name in ("max_payload_bytes", "concurrency", "recycle_min", "crash_limit"):
+        for name in ("max_payload_bytes", "concurrency", "recycle_min", "crash_limit", "batch_max"):
             _positive_int(name, getattr(self, name))
         _positive_int("pool_max", self.pool_max)
         _non_negative_int("pool_min", self.pool_min)

@@ -22,6 +22,7 @@ from offload.ids import uuid7
 from offload.store import Store, open_store
 from offload.store.base import (
     ClaimedJob,
+    ClaimRequest,
     JobFilter,
     JobState,
     MessageAdd,
@@ -953,3 +954,101 @@ def test_processes_claiming_at_once_never_share_a_job(store: Store) -> None:
     assert store.job_counts() == {("default", "succeeded"): 200}
     events = Counter(e.kind for job_id in ids[:20] for e in store.job_events(job_id))
     assert events == {"started": 20, "succeeded": 20}
+
+
+# -- record and claim in one transaction --------------------------------------------------
+def record_and_claim(
+    store: Store, outcomes: Sequence[Outcome] = (), limit: int = 10, **kw: Any
+) -> tuple[list[bool], list[ClaimedJob]]:
+    request = ClaimRequest(
+        worker_id=kw.pop("worker", "w1"), queues=kw.pop("queues", ("default",)),
+        tasks=kw.pop("tasks", ("t",)), limit=limit, lease=kw.pop("lease", 30.0),
+    )  # fmt: skip
+    return store.job_record_and_claim(claim=request, outcomes=outcomes, **kw)
+
+
+def done(j: ClaimedJob, state: JobState = Q.SUCCEEDED, **fields: Any) -> Outcome:
+    fields.setdefault("result", "1" if state is Q.SUCCEEDED else None)
+    fields.setdefault("attempt", j.attempt)
+    return Outcome(job_id=j.id, state=state, worker_id="w1", **fields)
+
+
+def test_record_and_claim_writes_outcomes_and_claims_in_claim_order(store: Store) -> None:
+    first = add(store, 3)
+    running = claim(store, 3)
+    later = [add(store, 1, priority=p)[0] for p in (0, 5, 1)]
+
+    accepted, jobs = record_and_claim(store, [done(j) for j in running], limit=2)
+
+    assert accepted == [True, True, True]
+    assert [j.id for j in jobs] == [later[1], later[2]]
+    assert all(j.attempt == 1 for j in jobs)
+    for job_id in first:
+        record = store.job_get(job_id)
+        assert record is not None and record.state is Q.SUCCEEDED and record.result == "1"
+        assert [e.kind for e in store.job_events(job_id)] == ["started", "succeeded"]
+    assert store.job_get(later[0]).state is Q.QUEUED  # type: ignore[union-attr]
+    assert store.job_get(later[1]).state is Q.RUNNING  # type: ignore[union-attr]
+
+
+def test_record_and_claim_refuses_stale_outcomes_and_keeps_their_order(store: Store) -> None:
+    ids = add(store, 3)
+    running = claim(store, 3)
+    stale = done(running[1], attempt=running[1].attempt + 5)  # not the running attempt
+
+    accepted, jobs = record_and_claim(
+        store, [done(running[0]), stale, done(running[2], Q.FAILED, error='"x"')]
+    )
+
+    assert accepted == [True, False, True]
+    assert jobs == []
+    states = [store.job_get(i).state for i in ids]  # type: ignore[union-attr]
+    assert states == [Q.SUCCEEDED, Q.RUNNING, Q.FAILED]
+    assert store.job_events(ids[1])[-1].kind == "refused"
+    assert store.job_get(ids[2]).errors == 1  # type: ignore[union-attr]
+
+
+def test_record_and_claim_may_claim_a_job_it_just_requeued(store: Store) -> None:
+    (job_id,) = add(store, 1, max_attempts=3)
+    (running,) = claim(store, 1)
+
+    requeue = done(running, Q.QUEUED, error='"boom"', delay=0.0)
+    accepted, jobs = record_and_claim(store, [requeue])
+
+    assert accepted == [True]
+    assert [(j.id, j.attempt, j.errors) for j in jobs] == [(job_id, 2, 1)]
+
+
+def test_record_and_claim_with_progress_messages_and_saves(store: Store) -> None:
+    add(store, 2)
+    a, b = claim(store, 2)
+
+    accepted, jobs = record_and_claim(
+        store, [done(a)], limit=1,
+        progress=[ProgressUpdate(b.id, b.attempt, 3, 4, "three")],
+        messages=[MessageAdd(b.id, b.attempt, "hello")],
+        saves=[SaveValue(b.id, b.attempt, "k", "[1]")],
+    )  # fmt: skip
+
+    assert accepted == [True] and jobs == []
+    record = store.job_get(b.id)
+    assert record is not None and record.progress.current == 3 and record.progress.total == 4
+    assert json.loads(record.saved) == {"k": [1]}
+    assert [m.text for m in store.job_messages(b.id)] == ["hello"]
+
+
+def test_record_and_claim_with_nothing_to_record_only_claims(store: Store) -> None:
+    ids = add(store, 2)
+
+    accepted, jobs = record_and_claim(store, limit=5)
+
+    assert accepted == [] and sorted(j.id for j in jobs) == sorted(ids)
+
+
+def test_record_and_claim_with_no_limit_only_records(store: Store) -> None:
+    add(store, 2)
+    (running,) = claim(store, 1)
+
+    accepted, jobs = record_and_claim(store, [done(running)], limit=0)
+
+    assert accepted == [True] and jobs == []

@@ -104,6 +104,17 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """The claim half of :meth:`Store.job_record_and_claim` (see :meth:`Store.job_claim`)."""
+
+    worker_id: str
+    queues: Sequence[str]
+    tasks: Sequence[str]
+    limit: int
+    lease: float
+
+
+@dataclass(frozen=True, slots=True)
 class ProgressUpdate:
     job_id: str
     attempt: int
@@ -325,6 +336,25 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def job_record_and_claim(
+        self,
+        *,
+        claim: ClaimRequest,
+        outcomes: Sequence[Outcome] = (),
+        progress: Sequence[ProgressUpdate] = (),
+        messages: Sequence[MessageAdd] = (),
+        saves: Sequence[SaveValue] = (),
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        """:meth:`job_record` then :meth:`job_claim`, in one transaction (one commit).
+
+        A worker's turn: the outcomes of the runs that just ended and the claim of the
+        next jobs cost one commit, not two. The writes come first, so a job requeued to
+        run now may be claimed again by the same call. All or nothing: when it raises,
+        nothing was recorded and nothing claimed. Returns what ``job_record`` returns and
+        what ``job_claim`` returns.
+        """
+
+    @abc.abstractmethod
     def job_get(self, job_id: str) -> JobRecord | None:
         """The job with this id, or None."""
 
@@ -397,6 +427,12 @@ class Store(abc.ABC):
 
 class Waiter(abc.ABC):
     """Blocks until new work may be available for some queues, or a timeout passes."""
+
+    def selectable(self) -> int | None:
+        """A file descriptor that becomes readable when a wake-up may have arrived (then
+        ``wait(0)`` reads it), for a caller that waits on other things too; None when
+        there is none right now (the caller then calls :meth:`wait` itself)."""
+        return None
 
     @abc.abstractmethod
     def wait(self, timeout: float) -> bool:

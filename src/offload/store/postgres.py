@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -43,6 +43,7 @@ from offload.errors import ConfigError, SchemaError, StoreError, StoreFull, Stor
 from offload.settings import Settings, check_identifier
 from offload.store.base import (
     ClaimedJob,
+    ClaimRequest,
     JobEvent,
     JobFilter,
     JobMessage,
@@ -93,6 +94,72 @@ _PROCESS_COLUMNS = (
     " failed, current_job, rss, peak_rss, info"
 )
 _FINISHED = "('succeeded', 'failed', 'cancelled', 'quarantined')"
+
+
+def _claim_ctes(pick: str) -> str:
+    """The claim as CTEs (``picked``, ``claimed``, its events), for ``WITH ...``."""
+    return (
+        f"picked AS MATERIALIZED ({pick}),"
+        " claimed AS (UPDATE {jobs} j SET state = 'running', attempt = j.attempt + 1,"
+        " worker_id = %(worker)s, leased_until = {now} + %(lease)s::float8,"
+        " started_at = {now}, cancel_requested = false"
+        " FROM picked WHERE j.id = picked.id AND j.state = 'queued'"
+        " RETURNING j.id, j.task, j.queue, j.args, j.kwargs, j.attempt, j.max_attempts,"
+        " j.errors, j.crashes, j.timeout, j.options, j.priority, j.run_at),"
+        " claim_ev AS (INSERT INTO {events} (job_id, at, attempt, kind, worker_id)"
+        " SELECT id, {now}, attempt, 'started', %(worker)s FROM claimed)"
+    )
+
+
+#: Runs that ended for good, each job once, as CTEs: ``o`` (the outcomes in order),
+#: ``u`` (the fenced transitions that were accepted) and their events ("refused" if stale).
+_OUTCOME_CTES = (
+    "o AS (SELECT * FROM unnest(%(o_id)s::text[], %(o_attempt)s::int[], %(o_state)s::text[],"
+    " %(o_result)s::text[], %(o_error)s::text[], %(o_errs)s::int[], %(o_crashes)s::int[],"
+    " %(o_worker)s::text[], %(o_reason)s::text[], %(o_refusal)s::text[])"
+    " WITH ORDINALITY AS o(id, attempt, state, result, error, errs, crashes, worker,"
+    " reason, refusal, n)),"
+    " u AS (UPDATE {jobs} j SET state = o.state, result = o.result, error = o.error,"
+    " finished_at = {now}, errors = j.errors + o.errs, crashes = j.crashes + o.crashes,"
+    " leased_until = NULL FROM o"
+    " WHERE j.id = o.id AND j.attempt = o.attempt AND j.state = 'running'"
+    " RETURNING j.id),"
+    " outcome_ev AS (INSERT INTO {events} (job_id, at, attempt, kind, worker_id, message)"
+    " SELECT o.id, {now}, o.attempt,"
+    " CASE WHEN u.id IS NULL THEN 'refused' ELSE o.state END, o.worker,"
+    " CASE WHEN u.id IS NULL THEN o.refusal ELSE o.reason END"
+    " FROM o LEFT JOIN u ON u.id = o.id"
+    " WHERE u.id IS NOT NULL OR EXISTS (SELECT 1 FROM {jobs} x WHERE x.id = o.id)"
+    " ORDER BY o.n)"
+)
+
+
+def _outcome_params(outcomes: Sequence[Outcome]) -> dict[str, list[Any]]:
+    return {
+        "o_id": [o.job_id for o in outcomes],
+        "o_attempt": [o.attempt for o in outcomes],
+        "o_state": [o.state.value for o in outcomes],
+        "o_result": [o.result for o in outcomes],
+        "o_error": [o.error for o in outcomes],
+        "o_errs": [
+            1 if o.count_error and o.state is not JobState.SUCCEEDED else 0 for o in outcomes
+        ],
+        "o_crashes": [1 if o.crashed else 0 for o in outcomes],
+        "o_worker": [o.worker_id for o in outcomes],
+        "o_reason": [o.reason for o in outcomes],
+        "o_refusal": [
+            f"stale {o.state.value} outcome of attempt {o.attempt} refused" for o in outcomes
+        ],
+    }
+
+
+def _batchable(outcomes: Sequence[Outcome]) -> bool:
+    """Outcomes one statement can write: runs that ended for good, each job once."""
+    return all(o.state is not JobState.QUEUED for o in outcomes) and len(
+        {o.job_id for o in outcomes}
+    ) == len(outcomes)
+
+
 _ACTIVE = "('queued', 'running')"
 
 #: NOTIFY payloads must stay under 8000 bytes; past this, an empty payload means "any".
@@ -240,7 +307,22 @@ class PostgresStore(Store):
         pool.close(timeout=1.0)
         return None
 
-    def _run(self, fn: Callable[[Conn], T], *, write: bool = True, ensure: bool = True) -> T:
+    def _run_pipelined(self, fn: Callable[[Conn], Callable[[], T]]) -> T:
+        """Run ``fn`` in one transaction in pipeline mode: BEGIN, its statements and
+        COMMIT travel together, one round trip. ``fn`` returns a function that reads the
+        results once the transaction committed."""
+        # _run calls what fn returns when ``pipeline`` is set, so its result is a T.
+        return cast(T, self._run(fn, pipeline=True))
+
+    def _run(
+        self,
+        fn: Callable[[Conn], T],
+        *,
+        write: bool = True,
+        ensure: bool = True,
+        pipeline: bool = False,
+        single: bool = False,
+    ) -> T:
         """Run ``fn`` on a pooled connection (in one transaction if ``write``).
 
         A connection found broken (server restarted since it was pooled) is discarded and
@@ -261,17 +343,31 @@ class PostgresStore(Store):
             committing = False
             self._count(1)
             try:
+                if single:
+                    # One autocommit statement that writes: once sent, nobody knows
+                    # whether it committed, so it is never retried.
+                    committing = True
+                    return fn(conn)
                 if not write:
                     return fn(conn)
+                if pipeline:
+                    with conn.pipeline():
+                        with conn.transaction():
+                            read = fn(conn)
+                            # Errors of pipelined statements surface at the sync, with
+                            # the COMMIT: the same uncertainty as a commit.
+                            committing = True
+                    return read()  # type: ignore[operator,no-any-return]
                 with conn.transaction():
                     out = fn(conn)
                     committing = True
                 return out
             except psycopg.Error as exc:
                 broken = conn.broken
-                retry = not committing and (
+                rolled_back = isinstance(exc, pg_errors.TransactionRollback) and not broken
+                retry = (not committing or (single and rolled_back)) and (
                     (broken and attempts <= self.settings.pool_max)
-                    or (isinstance(exc, pg_errors.TransactionRollback) and attempts < 5)
+                    or (rolled_back and attempts < 5)
                 )
                 if not retry:
                     if committing and broken:
@@ -502,10 +598,23 @@ class PostgresStore(Store):
     ) -> list[ClaimedJob]:
         if limit <= 0 or not queues or not tasks:
             return []
+        if job_ids is not None and not list(job_ids)[:limit]:
+            return []
+        query, params = self._claim_query(worker_id, queues, tasks, limit, lease, job_ids)
+        rows = self._run(lambda c: c.execute(query, params).fetchall())
+        return [ClaimedJob(*r) for r in rows]
+
+    def _claim_query(
+        self,
+        worker_id: str,
+        queues: Sequence[str],
+        tasks: Sequence[str],
+        limit: int,
+        lease: float,
+        job_ids: Sequence[str] | None = None,
+    ) -> tuple[sql.Composed, dict[str, Any]]:
         if job_ids is not None:
             ids = list(job_ids)[:limit]
-            if not ids:
-                return []
             pick = (
                 "SELECT id FROM {jobs} WHERE id = ANY(%(ids)s) AND state = 'queued'"
                 " AND run_at <= {now} AND queue = ANY(%(queues)s) AND task = ANY(%(tasks)s)"
@@ -527,15 +636,7 @@ class PostgresStore(Store):
         # may rescan the locking subquery per row, and each rescan skips the rows this very
         # statement just updated, claiming far more than the limit.
         query = self.q(
-            f"WITH picked AS MATERIALIZED ({pick}),"
-            " claimed AS (UPDATE {jobs} j SET state = 'running', attempt = j.attempt + 1,"
-            " worker_id = %(worker)s, leased_until = {now} + %(lease)s::float8,"
-            " started_at = {now}, cancel_requested = false"
-            " FROM picked WHERE j.id = picked.id AND j.state = 'queued'"
-            " RETURNING j.id, j.task, j.queue, j.args, j.kwargs, j.attempt, j.max_attempts,"
-            " j.errors, j.crashes, j.timeout, j.options, j.priority, j.run_at),"
-            " ev AS (INSERT INTO {events} (job_id, at, attempt, kind, worker_id)"
-            " SELECT id, {now}, attempt, 'started', %(worker)s FROM claimed)"
+            f"WITH {_claim_ctes(pick)}"
             f" SELECT {_CLAIM_COLUMNS} FROM claimed ORDER BY priority DESC, run_at, id"
         )
         params = {
@@ -546,8 +647,7 @@ class PostgresStore(Store):
             "limit": limit,
             "ids": ids,
         }
-        rows = self._run(lambda c: c.execute(query, params).fetchall())
-        return [ClaimedJob(*r) for r in rows]
+        return query, params
 
     def lease_renew(
         self, *, worker_id: str, runs: Sequence[tuple[str, int]], lease: float
@@ -633,67 +733,147 @@ class PostgresStore(Store):
         if not (outcomes or progress or messages or saves):
             return []
 
-        def record(c: Conn) -> list[bool]:
-            for s in saves:  # rare: a read-modify-write keeps the client's JSON text
-                row = c.execute(
-                    self.q(
-                        "SELECT saved FROM {jobs} WHERE id = %s AND attempt = %s"
-                        " AND state = 'running' FOR UPDATE"
-                    ),
-                    (s.job_id, s.attempt),
-                ).fetchone()
-                if row is not None:
-                    saved = json.loads(row[0])
-                    saved[s.key] = json.loads(s.value)
-                    c.execute(
-                        self.q("UPDATE {jobs} SET saved = %s WHERE id = %s"),
-                        (json.dumps(saved, separators=(",", ":")), s.job_id),
-                    )
-            # Everything else in one round trip: progress and messages first, since
-            # an outcome ends the run they are fenced on.
-            with c.pipeline():
-                if progress:
-                    c.execute(
-                        self.q(
-                            "UPDATE {jobs} j SET progress_current = u.current,"
-                            " progress_total = u.total,"
-                            " progress_message = coalesce(u.message, j.progress_message)"
-                            " FROM (SELECT DISTINCT ON (id) * FROM unnest(%s::text[],"
-                            " %s::int[], %s::float8[], %s::float8[], %s::text[])"
-                            " WITH ORDINALITY AS t(id, attempt, current, total, message, n)"
-                            " ORDER BY id, n DESC) u"
-                            " WHERE j.id = u.id AND j.attempt = u.attempt"
-                            " AND j.state = 'running'"
-                        ),
-                        (
-                            [p.job_id for p in progress],
-                            [p.attempt for p in progress],
-                            [float(p.current) for p in progress],
-                            [_float_or_none(p.total) for p in progress],
-                            [p.message for p in progress],
-                        ),
-                    )
-                if messages:
-                    c.execute(
-                        self.q(
-                            "INSERT INTO {messages} (job_id, at, attempt, text)"
-                            " SELECT m.id, {now}, m.attempt, m.text FROM unnest(%s::text[],"
-                            " %s::int[], %s::text[]) WITH ORDINALITY AS m(id, attempt, text, n)"
-                            " JOIN {jobs} j ON j.id = m.id AND j.attempt = m.attempt"
-                            " AND j.state = 'running' ORDER BY m.n"
-                        ),
-                        (
-                            [m.job_id for m in messages],
-                            [m.attempt for m in messages],
-                            [m.text for m in messages],
-                        ),
-                    )
-                cursors = [self._finish(c, o) for o in outcomes]
-                if any(o.state is JobState.QUEUED and o.delay <= 0 for o in outcomes):
-                    self._notify(c, "")  # a requeue to run now (a spurious wake-up is cheap)
-            return [_count(cur) == 1 for cur in cursors]
+        def record(c: Conn) -> Callable[[], list[bool]]:
+            cursors = self._record(c, outcomes, progress, messages, saves)
+            return lambda: _accepted(cursors)
 
-        return self._run(record)
+        return self._run_pipelined(record)
+
+    def job_record_and_claim(
+        self,
+        *,
+        claim: ClaimRequest,
+        outcomes: Sequence[Outcome] = (),
+        progress: Sequence[ProgressUpdate] = (),
+        messages: Sequence[MessageAdd] = (),
+        saves: Sequence[SaveValue] = (),
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        go = claim.limit > 0 and bool(claim.queues) and bool(claim.tasks)
+        query, params = self._claim_query(
+            claim.worker_id, claim.queues, claim.tasks, claim.limit, claim.lease
+        )
+        if go and not (progress or messages or saves) and _batchable(outcomes):
+            return self._record_and_claim_at_once(outcomes, params)
+
+        def both(c: Conn) -> Callable[[], tuple[list[bool], list[ClaimedJob]]]:
+            cursors = self._record(c, outcomes, progress, messages, saves)
+            claimed = c.execute(query, params) if go else None
+            return lambda: (
+                _accepted(cursors),
+                [ClaimedJob(*r) for r in claimed.fetchall()] if claimed is not None else [],
+            )
+
+        return self._run_pipelined(both)
+
+    def _record_and_claim_at_once(
+        self, outcomes: Sequence[Outcome], claim_params: dict[str, Any]
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        """A worker's usual turn as ONE autocommit statement: one round trip, one commit.
+
+        The outcomes touch only rows that are running and the claim only rows that are
+        queued, so the two halves never meet in the statement's one snapshot.
+        """
+        pick = (
+            "SELECT j.id FROM unnest(%(queues)s::text[]) AS q(name) CROSS JOIN LATERAL"
+            " (SELECT id, priority, run_at FROM {jobs} WHERE state = 'queued'"
+            " AND queue = q.name AND run_at <= {now} AND task = ANY(%(tasks)s)"
+            " ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) j"
+            " ORDER BY j.priority DESC, j.run_at, j.id LIMIT %(limit)s"
+        )
+        query = self.q(
+            f"WITH {_OUTCOME_CTES}, {_claim_ctes(pick)},"
+            " acc AS (SELECT array_agg((u.id IS NOT NULL)::int ORDER BY o.n) AS a"
+            " FROM o LEFT JOIN u ON u.id = o.id)"
+            f" SELECT acc.a, c.* FROM acc LEFT JOIN (SELECT {_CLAIM_COLUMNS}, run_at AS r"
+            " FROM claimed) c ON true ORDER BY c.priority DESC, c.r, c.id"
+        )
+        params = {**claim_params, **_outcome_params(outcomes)}
+        rows = self._run(lambda c: c.execute(query, params).fetchall(), single=True)
+        flags = (rows[0][0] if rows else None) or []
+        jobs = [ClaimedJob(*r[1:13]) for r in rows if r[1] is not None]
+        return [f == 1 for f in flags], jobs
+
+    def _record(
+        self,
+        c: Conn,
+        outcomes: Sequence[Outcome],
+        progress: Sequence[ProgressUpdate],
+        messages: Sequence[MessageAdd],
+        saves: Sequence[SaveValue],
+    ) -> list[psycopg.Cursor[tuple[Any, ...]]]:
+        """The statements of :meth:`job_record`, sent in the caller's pipelined
+        transaction; the cursors of the outcomes (one row: 1 if accepted)."""
+        for s in saves:  # rare: a read-modify-write keeps the client's JSON text
+            row = c.execute(
+                self.q(
+                    "SELECT saved FROM {jobs} WHERE id = %s AND attempt = %s"
+                    " AND state = 'running' FOR UPDATE"
+                ),
+                (s.job_id, s.attempt),
+            ).fetchone()
+            if row is not None:
+                saved = json.loads(row[0])
+                saved[s.key] = json.loads(s.value)
+                c.execute(
+                    self.q("UPDATE {jobs} SET saved = %s WHERE id = %s"),
+                    (json.dumps(saved, separators=(",", ":")), s.job_id),
+                )
+        # Progress and messages first, since an outcome ends the run they are
+        # fenced on.
+        if progress:
+            c.execute(
+                self.q(
+                    "UPDATE {jobs} j SET progress_current = u.current,"
+                    " progress_total = u.total,"
+                    " progress_message = coalesce(u.message, j.progress_message)"
+                    " FROM (SELECT DISTINCT ON (id) * FROM unnest(%s::text[],"
+                    " %s::int[], %s::float8[], %s::float8[], %s::text[])"
+                    " WITH ORDINALITY AS t(id, attempt, current, total, message, n)"
+                    " ORDER BY id, n DESC) u"
+                    " WHERE j.id = u.id AND j.attempt = u.attempt"
+                    " AND j.state = 'running'"
+                ),
+                (
+                    [p.job_id for p in progress],
+                    [p.attempt for p in progress],
+                    [float(p.current) for p in progress],
+                    [_float_or_none(p.total) for p in progress],
+                    [p.message for p in progress],
+                ),
+            )
+        if messages:
+            c.execute(
+                self.q(
+                    "INSERT INTO {messages} (job_id, at, attempt, text)"
+                    " SELECT m.id, {now}, m.attempt, m.text FROM unnest(%s::text[],"
+                    " %s::int[], %s::text[]) WITH ORDINALITY AS m(id, attempt, text, n)"
+                    " JOIN {jobs} j ON j.id = m.id AND j.attempt = m.attempt"
+                    " AND j.state = 'running' ORDER BY m.n"
+                ),
+                (
+                    [m.job_id for m in messages],
+                    [m.attempt for m in messages],
+                    [m.text for m in messages],
+                ),
+            )
+        cursors = self._finish_all(c, outcomes)
+        if any(o.state is JobState.QUEUED and o.delay <= 0 for o in outcomes):
+            self._notify(c, "")  # a requeue to run now (a spurious wake-up is cheap)
+        return cursors
+
+    def _finish_all(
+        self, c: Conn, outcomes: Sequence[Outcome]
+    ) -> list[psycopg.Cursor[tuple[Any, ...]]]:
+        """Outcomes, in order (each cursor gives one row per outcome, 1 if accepted): a
+        worker's usual batch (runs that ended for good, each job
+        once) in one statement, anything else one statement per outcome."""
+        if len(outcomes) < 2 or not _batchable(outcomes):
+            return [self._finish(c, o) for o in outcomes]
+        query = self.q(
+            f"WITH {_OUTCOME_CTES} SELECT (u.id IS NOT NULL)::int"
+            " FROM o LEFT JOIN u ON u.id = o.id ORDER BY o.n"
+        )
+        return [c.execute(query, _outcome_params(outcomes))]
 
     def _finish(self, c: Conn, o: Outcome) -> psycopg.Cursor[tuple[Any, ...]]:
         """One statement: the fenced transition and its event ("refused" if stale)."""
@@ -1025,6 +1205,17 @@ class ListenWaiter(Waiter):
                 conn.close()
         self._schedule_retry()
 
+    def selectable(self) -> int | None:
+        """The LISTEN connection's socket while connected (in the process that opened
+        it): a notification arriving makes it readable."""
+        conn = self._conn
+        if conn is None or conn.closed or self._pid != os.getpid():
+            return None
+        try:
+            return conn.fileno()
+        except psycopg.Error:
+            return None
+
     def wait(self, timeout: float) -> bool:
         deadline = time.monotonic() + max(0.0, timeout)
         if self._pid != os.getpid():
@@ -1074,9 +1265,9 @@ def _payload(queues: Iterable[str]) -> str:
     return text if len(text.encode()) <= _MAX_PAYLOAD else ""
 
 
-def _count(cursor: psycopg.Cursor[tuple[Any, ...]]) -> int:
-    row = cursor.fetchone()
-    return int(row[0]) if row is not None else 0
+def _accepted(cursors: Sequence[psycopg.Cursor[tuple[Any, ...]]]) -> list[bool]:
+    """Outcome cursors read in order: one row per outcome, 1 where it was accepted."""
+    return [row[0] == 1 for cur in cursors for row in cur.fetchall()]
 
 
 def _float_or_none(value: float | None) -> float | None:

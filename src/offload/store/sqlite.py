@@ -25,6 +25,7 @@ from offload.errors import ConfigError, StoreError, StoreFull, StoreUnavailable
 from offload.settings import Settings
 from offload.store.base import (
     ClaimedJob,
+    ClaimRequest,
     JobEvent,
     JobFilter,
     JobMessage,
@@ -288,6 +289,20 @@ class SQLiteStore(Store):
             return []
         if job_ids is not None:
             return self._claim_ids(worker_id, queues, tasks, limit, lease, job_ids)
+        return self._write(lambda c: self._claim_due(c, worker_id, queues, tasks, limit, lease))
+
+    def _claim_due(
+        self,
+        c: sqlite3.Connection,
+        worker_id: str,
+        queues: Sequence[str],
+        tasks: Sequence[str],
+        limit: int,
+        lease: float,
+    ) -> list[ClaimedJob]:
+        """Claim due jobs inside the caller's write transaction."""
+        if limit <= 0 or not queues or not tasks:
+            return []
         task_marks = ",".join("?" * len(tasks))
         one = (
             "SELECT id, priority, run_at FROM offload_jobs WHERE state = 'queued'"
@@ -301,30 +316,26 @@ class SQLiteStore(Store):
         else:
             union = " UNION ALL ".join(f"SELECT * FROM ({one})" for _ in queues)
             select = f"SELECT id FROM ({union}) ORDER BY priority DESC, run_at, id LIMIT ?"
-
-        def claim(c: sqlite3.Connection) -> list[ClaimedJob]:
-            now = time.time()
-            bound: list[Any] = []
-            for queue in queues:
-                bound.extend([queue, now, *tasks, limit])
-            if len(queues) > 1:
-                bound.append(limit)
-            rows = c.execute(
-                "UPDATE offload_jobs SET state = 'running', attempt = attempt + 1,"
-                " worker_id = ?, leased_until = ?, started_at = ?, cancel_requested = 0"
-                f" WHERE id IN ({select}) RETURNING {_CLAIM_COLUMNS}, run_at",
-                [worker_id, now + lease, now, *bound],
-            ).fetchall()
-            c.executemany(
-                "INSERT INTO offload_events (job_id, at, attempt, kind, worker_id)"
-                " VALUES (?, ?, ?, 'started', ?)",
-                [(r[0], now, r[5], worker_id) for r in rows],
-            )
-            # RETURNING comes in no particular order: hand jobs out in claim order.
-            rows.sort(key=lambda r: (-r[11], r[12], r[0]))
-            return [ClaimedJob(*r[:12]) for r in rows]
-
-        return self._write(claim)
+        now = time.time()
+        bound: list[Any] = []
+        for queue in queues:
+            bound.extend([queue, now, *tasks, limit])
+        if len(queues) > 1:
+            bound.append(limit)
+        rows = c.execute(
+            "UPDATE offload_jobs SET state = 'running', attempt = attempt + 1,"
+            " worker_id = ?, leased_until = ?, started_at = ?, cancel_requested = 0"
+            f" WHERE id IN ({select}) RETURNING {_CLAIM_COLUMNS}, run_at",
+            [worker_id, now + lease, now, *bound],
+        ).fetchall()
+        c.executemany(
+            "INSERT INTO offload_events (job_id, at, attempt, kind, worker_id)"
+            " VALUES (?, ?, ?, 'started', ?)",
+            [(r[0], now, r[5], worker_id) for r in rows],
+        )
+        # RETURNING comes in no particular order: hand jobs out in claim order.
+        rows.sort(key=lambda r: (-r[11], r[12], r[0]))
+        return [ClaimedJob(*r[:12]) for r in rows]
 
     def _claim_ids(
         self,
@@ -437,39 +448,63 @@ class SQLiteStore(Store):
     ) -> list[bool]:
         if not (outcomes or progress or messages or saves):
             return []
+        return self._write(lambda c: self._record(c, outcomes, progress, messages, saves))
 
-        def record(c: sqlite3.Connection) -> list[bool]:
-            now = time.time()
-            if progress:
-                c.executemany(
-                    "UPDATE offload_jobs SET progress_current = ?, progress_total = ?,"
-                    " progress_message = coalesce(?, progress_message)"
-                    " WHERE id = ? AND attempt = ? AND state = 'running'",
-                    [(p.current, p.total, p.message, p.job_id, p.attempt) for p in progress],
-                )
-            if messages:
-                c.executemany(
-                    "INSERT INTO offload_messages (job_id, at, attempt, text)"
-                    " SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM offload_jobs"
-                    " WHERE id = ? AND attempt = ? AND state = 'running')",
-                    [(m.job_id, now, m.attempt, m.text, m.job_id, m.attempt) for m in messages],
-                )
-            for s in saves:
-                row = c.execute(
-                    "SELECT saved FROM offload_jobs WHERE id = ? AND attempt = ?"
-                    " AND state = 'running'",
-                    (s.job_id, s.attempt),
-                ).fetchone()
-                if row is not None:
-                    saved = json.loads(row[0])
-                    saved[s.key] = json.loads(s.value)
-                    c.execute(
-                        "UPDATE offload_jobs SET saved = ? WHERE id = ?",
-                        (json.dumps(saved, separators=(",", ":")), s.job_id),
-                    )
-            return [self._finish(c, o, now) for o in outcomes]
+    def job_record_and_claim(
+        self,
+        *,
+        claim: ClaimRequest,
+        outcomes: Sequence[Outcome] = (),
+        progress: Sequence[ProgressUpdate] = (),
+        messages: Sequence[MessageAdd] = (),
+        saves: Sequence[SaveValue] = (),
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        def both(c: sqlite3.Connection) -> tuple[list[bool], list[ClaimedJob]]:
+            accepted = self._record(c, outcomes, progress, messages, saves)
+            jobs = self._claim_due(
+                c, claim.worker_id, claim.queues, claim.tasks, claim.limit, claim.lease
+            )
+            return accepted, jobs
 
-        return self._write(record)
+        return self._write(both)
+
+    def _record(
+        self,
+        c: sqlite3.Connection,
+        outcomes: Sequence[Outcome],
+        progress: Sequence[ProgressUpdate],
+        messages: Sequence[MessageAdd],
+        saves: Sequence[SaveValue],
+    ) -> list[bool]:
+        """The writes of :meth:`job_record`, inside the caller's write transaction."""
+        now = time.time()
+        if progress:
+            c.executemany(
+                "UPDATE offload_jobs SET progress_current = ?, progress_total = ?,"
+                " progress_message = coalesce(?, progress_message)"
+                " WHERE id = ? AND attempt = ? AND state = 'running'",
+                [(p.current, p.total, p.message, p.job_id, p.attempt) for p in progress],
+            )
+        if messages:
+            c.executemany(
+                "INSERT INTO offload_messages (job_id, at, attempt, text)"
+                " SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM offload_jobs"
+                " WHERE id = ? AND attempt = ? AND state = 'running')",
+                [(m.job_id, now, m.attempt, m.text, m.job_id, m.attempt) for m in messages],
+            )
+        for s in saves:
+            row = c.execute(
+                "SELECT saved FROM offload_jobs WHERE id = ? AND attempt = ? AND state = 'running'",
+                (s.job_id, s.attempt),
+            ).fetchone()
+            if row is not None:
+                saved = json.loads(row[0])
+                saved[s.key] = json.loads(s.value)
+                c.execute(
+                    "UPDATE offload_jobs SET saved = ? WHERE id = ?",
+                    (json.dumps(saved, separators=(",", ":")), s.job_id),
+                )
+        return [self._finish(c, o, now) for o in outcomes]
 
     def _finish(self, c: sqlite3.Connection, o: Outcome, now: float) -> bool:
         errors = 1 if o.count_error and o.state is not JobState.SUCCEEDED else 0

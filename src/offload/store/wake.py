@@ -88,6 +88,9 @@ class SocketWaiter(Waiter):
     def fileno(self) -> int:
         return self._sock.fileno()
 
+    def selectable(self) -> int | None:
+        return self._sock.fileno()
+
     def wait(self, timeout: float) -> bool:
         ready, _, _ = select.select([self._sock], [], [], max(0.0, timeout))
         if not ready:

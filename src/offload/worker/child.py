@@ -11,6 +11,7 @@ import asyncio
 import collections
 import os
 import signal
+import time
 from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -65,6 +66,8 @@ class Child:
         self.conn = conn
         self.worker_id = worker_id
         self._inbox: collections.deque[protocol.Message] = collections.deque()
+        #: Jobs someone asked to cancel (a job of a batch may be asked before it starts).
+        self._cancels: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def send(self, **message: Any) -> None:
@@ -76,7 +79,7 @@ class Child:
 
     def poll_cancels(self) -> set[str]:
         """Read waiting messages without blocking; the ids asked to cancel."""
-        cancels: set[str] = set()
+        cancels = self._cancels
         try:
             while self.conn.poll(0):
                 message = protocol.decode(self.conn.recv_bytes())
@@ -95,7 +98,18 @@ class Child:
             if message is None or message.get("op") == "stop":
                 return
             if message.get("op") == "run":
-                self._run(protocol.job_from_dict(message["job"]))
+                jobs = [protocol.job_from_dict(data) for data in message["jobs"]]
+                self._run_batch(jobs, message.get("start_by"))
+
+    def _run_batch(self, jobs: list[ClaimedJob], start_by: float | None) -> None:
+        """Run jobs in order; hand back, unstarted, those whose turn comes too late."""
+        for index, job in enumerate(jobs):
+            # The check follows the previous job's "done" (see protocol.py): the
+            # supervisor relies on this order to know which job may still run.
+            if index and start_by is not None and time.monotonic() >= start_by:
+                self.send(op="returned", jobs=[j.id for j in jobs[index:]])
+                return
+            self._run(job)
 
     def _receive(self) -> protocol.Message | None:
         try:
@@ -105,13 +119,18 @@ class Child:
 
     def _run(self, job: ClaimedJob) -> None:
         reporter = PipeReporter(self, job)
-        limit = decode_options(job.options).get("memory_limit")
+        limit = decode_options(job.options).get("memory_limit") if job.options != "{}" else None
+        started = time.perf_counter()
         with address_space_limit(limit if isinstance(limit, int) else None):
             outcome = execute(
                 self.app, job, reporter, worker_id=self.worker_id,
                 run_coroutine=self._run_coroutine,
             )  # fmt: skip
-        self.send(op="done", outcome=protocol.outcome_to_dict(outcome), peak_rss=peak_rss_self())
+        self.send(
+            op="done", outcome=protocol.outcome_to_dict(outcome), peak_rss=peak_rss_self(),
+            seconds=time.perf_counter() - started,
+        )  # fmt: skip
+        self._cancels.discard(job.id)
 
     def _run_coroutine(self, awaitable: Any) -> Any:
         # One event loop per child, reused by every async job it runs: cheaper than

@@ -4,12 +4,19 @@ The pipe joins two processes of the same worker, so pickle would be safe enough,
 keeps the rule "nothing is ever unpickled" without exceptions, and it makes every message
 readable when debugging. Supervisor to child:
 
-* ``{"op": "run", "job": {...ClaimedJob...}}`` (only to an idle child)
+* ``{"op": "run", "jobs": [{...ClaimedJob...}, ...], "start_by": t}`` (only to an idle
+  child): run these in order. ``start_by`` (None with one job) is a ``time.monotonic()``
+  moment, on the clock every process of the machine shares: the child starts no job of
+  the batch but the first at or after it, and sends ``{"op": "returned", "jobs": [ids]}``
+  for the ones it did not start. So once ``start_by`` has passed and the supervisor has
+  read every ``done`` sent so far, it knows that the first job not reported done is the
+  only one of the batch the child may still run.
 * ``{"op": "cancel", "job": id}`` (someone asked to cancel the running job)
 * ``{"op": "stop"}`` (finish: recycling or shutdown)
 
 Child to supervisor: ``progress``, ``message``, ``save`` while a job runs, then
-``{"op": "done", "outcome": {...Outcome...}, "peak_rss": bytes}``.
+``{"op": "done", "outcome": {...Outcome...}, "peak_rss": bytes, "seconds": run time}``
+after each job of a batch.
 """
 
 from __future__ import annotations
@@ -37,9 +44,13 @@ def decode(data: bytes) -> Message:
     return value if isinstance(value, dict) else {"op": "invalid"}
 
 
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(ClaimedJob))
+_OUTCOME_FIELDS = tuple(f.name for f in dataclasses.fields(Outcome))
+
+
 def job_to_dict(job: ClaimedJob) -> dict[str, Any]:
     """A claimed job as a JSON object (every field is a str, a number or None)."""
-    return dataclasses.asdict(job)
+    return {name: getattr(job, name) for name in _JOB_FIELDS}
 
 
 def job_from_dict(data: dict[str, Any]) -> ClaimedJob:
@@ -49,7 +60,7 @@ def job_from_dict(data: dict[str, Any]) -> ClaimedJob:
 
 def outcome_to_dict(outcome: Outcome) -> dict[str, Any]:
     """An outcome as a JSON object; the state travels as its string value."""
-    data = dataclasses.asdict(outcome)
+    data = {name: getattr(outcome, name) for name in _OUTCOME_FIELDS}
     data["state"] = outcome.state.value
     return data
 

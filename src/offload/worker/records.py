@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from offload import logs
-from offload.store.base import MessageAdd, Outcome, ProgressUpdate, SaveValue, Store
+from offload.store.base import (
+    ClaimedJob,
+    ClaimRequest,
+    MessageAdd,
+    Outcome,
+    ProgressUpdate,
+    SaveValue,
+    Store,
+)
 
 T = TypeVar("T")
 
@@ -126,6 +134,38 @@ class Recorder:
         if accepted is None:
             self.pending = batch.merge(self.pending)
             return False
+        self._report(batch, accepted)
+        return True
+
+    def flush_and_claim(self, claim: ClaimRequest) -> list[ClaimedJob] | None:
+        """Write everything pending and claim, in one transaction; None if that failed
+        (nothing was written or claimed: the writes stay pending for a retry)."""
+        batch = self.pending
+        self.pending = PendingWrites()
+        self.last_flush = time.monotonic()
+
+        def write() -> tuple[list[bool], list[ClaimedJob]]:
+            return self._store().job_record_and_claim(
+                claim=claim, outcomes=batch.outcomes, progress=list(batch.progress.values()),
+                messages=batch.messages, saves=batch.saves,
+            )  # fmt: skip
+
+        result = self._guard.call("record_claim", write)
+        if result is None:
+            self.pending = batch.merge(self.pending)
+            return None
+        accepted, jobs = result
+        self._report(batch, accepted)
+        if batch.stopped:
+            stopped = batch.stopped
+            done = self._guard.call(
+                "process_stop", lambda: self._store().process_stop(stopped) or True
+            )
+            if done is None:
+                self.pending.stopped = stopped + self.pending.stopped
+        return jobs
+
+    def _report(self, batch: PendingWrites, accepted: list[bool]) -> None:
         for outcome, ok in zip(batch.outcomes, accepted, strict=False):
             if not ok:
                 logs.log(
@@ -133,7 +173,6 @@ class Recorder:
                     attempt=outcome.attempt, state=outcome.state.value,
                     reason="the lease was lost (the job was rescued or cancelled)",
                 )  # fmt: skip
-        return True
 
     def _write(self, batch: PendingWrites) -> list[bool]:
         store = self._store()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
@@ -22,7 +22,11 @@ class Ending(enum.Enum):
 
 @dataclass
 class Slot:
-    """A child process and the job it runs (``job`` None: idle)."""
+    """A child process and the job it runs (``job`` None: idle).
+
+    A child may be handed a batch: ``job`` is the first job of it the child has not yet
+    reported done (the one it runs), ``waiting`` the rest, in the order it runs them.
+    """
 
     index: int
     process: BaseProcess
@@ -34,6 +38,10 @@ class Slot:
     failed: int = 0
     peak_rss: int = 0
     job: ClaimedJob | None = None
+    #: Jobs of the batch after ``job`` (claimed, leased, not started).
+    waiting: list[ClaimedJob] = field(default_factory=list)
+    #: The child starts no job of ``waiting`` at or after this monotonic time.
+    start_by: float | None = None
     job_started: float = 0.0
     deadline: float | None = None
     kill_at: float | None = None
@@ -54,7 +62,30 @@ class Slot:
     @property
     def idle(self) -> bool:
         """Ready for a job now."""
-        return self.job is None and not (self.retiring or self.eof or self.dead)
+        return self.job is None and not (self.waiting or self.retiring or self.eof or self.dead)
+
+    def start_batch(self, jobs: list[ClaimedJob], now: float, start_by: float) -> None:
+        """Note that ``jobs`` were sent to this child, to run in this order."""
+        self.start_job(jobs[0], now)
+        self.waiting = jobs[1:]
+        self.start_by = start_by if self.waiting else None
+
+    def next_job(self, now: float) -> ClaimedJob | None:
+        """The child reported its job done and moves on to the next of its batch."""
+        if not self.waiting:
+            self.start_by = None
+            return None
+        job = self.waiting.pop(0)
+        self.start_job(job, now)
+        if not self.waiting:
+            self.start_by = None
+        return job
+
+    def take_waiting(self) -> list[ClaimedJob]:
+        """Forget the jobs of the batch the child will not start (they are handed back)."""
+        jobs, self.waiting = self.waiting, []
+        self.start_by = None
+        return jobs
 
     def start_job(self, job: ClaimedJob, now: float) -> None:
         """Note that ``job`` was sent to this child at monotonic time ``now``."""

@@ -48,6 +48,7 @@ from offload.execution import after_crash, after_error, error_json
 from offload.settings import check_identifier
 from offload.store.base import (
     ClaimedJob,
+    ClaimRequest,
     JobState,
     MessageAdd,
     Outcome,
@@ -69,6 +70,11 @@ if TYPE_CHECKING:
 
 #: Longest the loop blocks, so deadlines are checked even when nothing happens.
 MAX_WAIT = 1.0
+#: Batches are formed only while the recent jobs of every queue served ran shorter than
+#: this (seconds, a moving average): for longer jobs one per child costs little.
+BATCH_BELOW = 0.0005
+#: Weight of the newest run time in that moving average.
+DURATION_WEIGHT = 0.2
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,7 @@ class Supervisor:
         self._recorder = Recorder(lambda: self.app.store, self._guard)
         self._waiter: Waiter | None = None
         self._stops = StopRequests()
+        self._waiter_fd: int | None = None
         self._started = time.time()
         self._begun = time.monotonic()
         self._stopping = False
@@ -155,6 +162,8 @@ class Supervisor:
         self._rows_stale = False
         self._respawn_at: dict[int, float] = {}
         self._spawn_failures = 0
+        #: Moving average of recent run times (seconds) by queue: decides batching.
+        self._durations: dict[str, float] = {}
 
     @property
     def store(self) -> Store:
@@ -214,14 +223,9 @@ class Supervisor:
         self._limits()
         self._heartbeat()
         self._respawn()
-        if self._guard.failing:
-            # Recovering from an outage: outcomes first, they matter more than new work.
-            self._recorder.flush()
-            self._claim()
-        else:
-            # Claim before writing outcomes: idle children start their next job first, and
-            # the write then overlaps with their work instead of delaying it.
-            self._claim()
+        # Outcomes and the next claim go out in one transaction (one commit); with no
+        # claim due, pending writes alone.
+        if not self._claim():
             self._recorder.flush()
         self._check_drain()
 
@@ -237,10 +241,12 @@ class Supervisor:
         objects.append(self._stops)
         timeout = self._timeout()
         waiter = self._waiter
-        if waiter is not None and hasattr(waiter, "fileno"):
-            objects.append(waiter)
+        fd = waiter.selectable() if waiter is not None else None
+        if fd is not None:
+            objects.append(fd)
         elif waiter is not None:
             timeout = self._wait_without_fd(waiter, timeout)
+        self._waiter_fd = fd
         return list(wait_ready(objects, timeout))
 
     def _wait_without_fd(self, waiter: Waiter, timeout: float) -> float:
@@ -273,6 +279,8 @@ class Supervisor:
                 moments.append(slot.deadline)
             if slot.kill_at is not None:
                 moments.append(slot.kill_at)
+            if slot.start_by is not None:
+                moments.append(slot.start_by)
         flush_at = self._recorder.next_flush()
         if flush_at is not None:
             moments.append(flush_at)
@@ -303,8 +311,9 @@ class Supervisor:
         inherited = [s.conn.fileno() for s in self._live_slots()]
         inherited.append(parent_conn.fileno())
         inherited.extend(self._stops.fds())
-        if self._waiter is not None and hasattr(self._waiter, "fileno"):
-            inherited.append(int(self._waiter.fileno()))
+        fd = self._waiter.selectable() if self._waiter is not None else None
+        if fd is not None:
+            inherited.append(fd)
         # See the module docstring: no store connection may cross the fork.
         self.app.close()
         process = self._mp.Process(
@@ -334,15 +343,22 @@ class Supervisor:
 
     def _read(self, slot: Slot) -> None:
         """Handle every message the child has sent so far."""
+        # Taken before reading: every "done" the child sent before this moment is read
+        # below, which is what handing back a batch's late jobs relies on.
+        now = time.monotonic()
         try:
             while not slot.eof and slot.conn.poll(0):
                 self._on_message(slot, protocol.decode(slot.conn.recv_bytes()))
         except (EOFError, OSError):
             slot.eof = True  # the child is exiting; its sentinel says when it is gone
+        self._hand_back_late(slot, now)
 
     def _on_message(self, slot: Slot, message: protocol.Message) -> None:
         op = message.get("op")
         job = slot.job
+        if op == "returned":
+            self._on_returned(slot, message.get("jobs") or [])
+            return
         if job is None or message.get("job", job.id) != job.id:
             return  # a late report of a job the supervisor already gave up on
         if op == "progress":
@@ -361,11 +377,75 @@ class Supervisor:
             if (outcome.job_id, outcome.attempt) == (job.id, job.attempt):
                 slot.peak_rss = max(slot.peak_rss, int(message.get("peak_rss", 0)))
                 self._finish(slot, outcome)
+                self._note_duration(job.queue, message.get("seconds"))
                 self._spawn_failures = 0
+                if slot.waiting:
+                    slot.next_job(time.monotonic())
                 self._maybe_recycle(slot)
 
+    def _on_returned(self, slot: Slot, ids: list[str]) -> None:
+        """The child stopped its batch: the job it was due to run next and the rest were
+        not started (their turn came after ``start_by``)."""
+        job = slot.job
+        if job is not None and job.id in ids:
+            slot.end_job()
+            self._hand_back(job)
+        for waiting in slot.take_waiting():
+            self._hand_back(waiting)
+        self._maybe_recycle(slot)
+
+    def _hand_back_late(self, slot: Slot, now: float) -> None:
+        """Past ``start_by`` the child starts no waiting job of its batch (see protocol.py):
+        requeue them now, so they do not wait behind a long job.
+
+        ``now`` must precede the read of the child's pipe that just ended: a "done" sent
+        before ``start_by`` may let the child start the next job, and only once all of
+        those are read is the first job not reported done the only one it may run.
+        """
+        if slot.start_by is not None and now >= slot.start_by:
+            for job in slot.take_waiting():
+                self._hand_back(job)
+
+    def _hand_back(self, job: ClaimedJob) -> None:
+        """Requeue a claimed job that never started, without using an attempt."""
+        wait = self.settings.batch_wait
+        self._pending.outcomes.append(
+            Outcome(
+                job.id, job.attempt, JobState.QUEUED, count_error=False,
+                reason=f"handed back unstarted after waiting {wait:g} s in a batch",
+                worker_id=self.worker_id,
+            )
+        )  # fmt: skip
+        self.stats.requeued += 1
+        self._idle = False  # it is due now
+        logs.log("job.handed_back", job=job.id, attempt=job.attempt, queue=job.queue)
+
+    def _note_duration(self, queue: str, seconds: object) -> None:
+        if not isinstance(seconds, int | float):
+            return
+        previous = self._durations.get(queue)
+        if previous is None:
+            self._durations[queue] = float(seconds)
+        else:
+            self._durations[queue] = previous + DURATION_WEIGHT * (seconds - previous)
+
+    def _batch_size(self) -> int:
+        """Jobs per idle child for the next claim: more than one only while every queue
+        served has recently run its jobs in well under a millisecond, and never so many
+        that the last would expect to wait more than a quarter of ``batch_wait``."""
+        most = self.settings.batch_max
+        if most <= 1:
+            return 1
+        recent = [self._durations.get(q) for q in self.config.queues]
+        if not recent or any(d is None for d in recent):
+            return 1
+        slowest = max(d for d in recent if d is not None)
+        if slowest >= BATCH_BELOW:
+            return 1
+        return max(1, min(most, int(self.settings.batch_wait / (4 * max(slowest, 1e-6)))))
+
     def _maybe_recycle(self, slot: Slot) -> None:
-        if self._stopping:
+        if self._stopping or slot.job is not None:
             return
         limit = self.settings.child_memory_limit
         rss = rss_of(slot.pid) if limit else 0
@@ -400,6 +480,9 @@ class Supervisor:
                 slot.end_job()
             else:
                 self._finish(slot, outcome)
+        # The rest of its batch never started: requeued, no crash counted for them.
+        for job in slot.take_waiting():
+            self._hand_back(job)
         slot.conn.close()
         self._pending.stopped.append(slot.process_id)
         expected = slot.retiring or slot.signalled or self._stopping
@@ -470,6 +553,8 @@ class Supervisor:
         if self._stopping and not self._fast and now >= self._grace_end:
             self._stop(fast=True, why="shutdown grace period over")
         for slot in self._live_slots():
+            if slot.start_by is not None and now >= slot.start_by:
+                self._read(slot)  # every "done" sent so far, then what is late goes back
             if slot.job is None:
                 continue
             if slot.kill_at is not None and now >= slot.kill_at:
@@ -524,43 +609,55 @@ class Supervisor:
     # -- the store -------------------------------------------------------------------------
     def _note_wakeups(self, ready: Sequence[Any]) -> None:
         waiter = self._waiter
-        if waiter is not None and hasattr(waiter, "fileno") and waiter in ready:
+        if waiter is not None and self._waiter_fd is not None and self._waiter_fd in ready:
             self._woken = waiter.wait(0) or self._woken
 
-    def _claim(self) -> None:
+    def _claim(self) -> bool:
+        """Claim for the idle children, writing what is pending in the same transaction;
+        False if no claim was due (or the store is backing off)."""
         now = time.monotonic()
         if not self._may_claim() or not self._guard.ready():
-            return
+            return False
         free = [s for s in self._live_slots() if s.idle]
         if not free or (self._idle and not self._woken and now < self._next_poll):
-            return
-        limit = len(free)
+            return False
+        limit = len(free) * self._batch_size()
         if self.config.max_jobs is not None:
             limit = min(limit, self.config.max_jobs - self._claimed)
         self._woken = False
         self._next_poll = now + self.settings.poll_interval
-        jobs = self._guard.call(
-            "claim",
-            lambda: self.store.job_claim(
-                worker_id=self.worker_id, queues=self.config.queues, tasks=self._tasks,
-                limit=limit, lease=self.settings.lease,
-            ),
+        request = ClaimRequest(
+            worker_id=self.worker_id, queues=self.config.queues, tasks=self._tasks,
+            limit=limit, lease=self.settings.lease,
         )  # fmt: skip
+        jobs = self._recorder.flush_and_claim(request)
         if jobs is None:
-            return
-        self._idle = len(jobs) < len(free)
+            return True
+        self._idle = len(jobs) < limit
         self._claimed += len(jobs)
-        for slot, job in zip(free, jobs, strict=False):
-            self._dispatch(slot, job)
+        # Dealt out in claim order: the first jobs (highest priority, oldest) start first,
+        # one on each child.
+        start_by = time.monotonic() + self.settings.batch_wait
+        for index, slot in enumerate(free):
+            batch = jobs[index :: len(free)]
+            if batch:
+                self._dispatch(slot, batch, start_by)
+        return True
 
-    def _dispatch(self, slot: Slot, job: ClaimedJob) -> None:
-        slot.start_job(job, time.monotonic())
-        logs.log(
-            "job.started", job=job.id, task=job.task, attempt=job.attempt, pid=slot.pid,
-            queue=job.queue,
-        )  # fmt: skip
-        if not self._send(slot, {"op": "run", "job": protocol.job_to_dict(job)}):
-            # The child died between its last message and this one; it never saw the job.
+    def _dispatch(self, slot: Slot, jobs: list[ClaimedJob], start_by: float) -> None:
+        slot.start_batch(jobs, time.monotonic(), start_by)
+        for job in jobs:
+            logs.log(
+                "job.started", job=job.id, task=job.task, attempt=job.attempt, pid=slot.pid,
+                queue=job.queue,
+            )  # fmt: skip
+        message = {
+            "op": "run",
+            "jobs": [protocol.job_to_dict(job) for job in jobs],
+            "start_by": start_by if len(jobs) > 1 else None,
+        }
+        if not self._send(slot, message):
+            # The child died between its last message and this one; it never saw the jobs.
             slot.ending = Ending.SHUTDOWN
 
     def _heartbeat(self) -> None:
@@ -579,6 +676,7 @@ class Supervisor:
 
     def _renew_leases(self) -> bool:
         runs = [(s.job.id, s.job.attempt) for s in self._live_slots() if s.job is not None]
+        runs.extend((j.id, j.attempt) for s in self._live_slots() for j in s.waiting)
         # Outcomes not yet written still need their lease, or another worker would rescue
         # (and run again) a job that already finished here.
         runs.extend((o.job_id, o.attempt) for o in self._pending.outcomes)
@@ -615,6 +713,13 @@ class Supervisor:
     def _on_renewed(self, lost: Sequence[str], cancel: Sequence[str]) -> None:
         lost_ids, cancel_ids = set(lost), set(cancel)
         for slot in self._live_slots():
+            for waiting in list(slot.waiting):
+                if waiting.id in lost_ids:
+                    # Another worker owns it now: nothing of it is recorded here.
+                    slot.waiting.remove(waiting)
+                    logs.log("job.lost", "warning", job=waiting.id, attempt=waiting.attempt)
+                elif waiting.id in cancel_ids:
+                    self._send(slot, {"op": "cancel", "job": waiting.id})
             job = slot.job
             if job is None:
                 continue
