@@ -200,11 +200,15 @@ class Task(Generic[P, R]):
         arguments: ``resize.enqueue_many([(1, 800), (2, 800), {"image_id": 3, "width": 90}])``.
         """
         jobs = []
+        new_job = self._new_job
         for index, item in enumerate(items):
-            if isinstance(item, dict):
-                jobs.append(self._new_job([], item, f"items[{index}]"))
+            kind = type(item)
+            if kind is tuple or kind is list:
+                jobs.append(new_job(list(item), {}, index))
+            elif isinstance(item, dict):
+                jobs.append(new_job([], item, index))
             elif isinstance(item, tuple | list):
-                jobs.append(self._new_job(list(item), {}, f"items[{index}]"))
+                jobs.append(new_job(list(item), {}, index))
             else:
                 raise ConfigError(
                     f"items[{index}]: expected a tuple of positional arguments or a dict of "
@@ -212,12 +216,15 @@ class Task(Generic[P, R]):
                 )
         return self.app._enqueue(jobs, self.call.connection, [self] * len(jobs))
 
-    def _new_job(self, args: list[Any], kwargs: dict[str, Any], where: str = "") -> NewJob:
+    def _new_job(self, args: list[Any], kwargs: dict[str, Any], index: int | None = None) -> NewJob:
+        """A job of this task; ``index`` is the item's place in an enqueue_many call,
+        named in errors (formatted only then: bulk enqueues are hot)."""
         try:
             args_text = dumps(args, "args") if args else "[]"
             kwargs_text = dumps(kwargs, "kwargs") if kwargs else "{}"
         except SerializationError as exc:
-            if where:
+            if index is not None:
+                where = f"items[{index}]"
                 exc.args = (f"{where}: {exc.args[0]}",)
                 exc.path = f"{where}: {exc.path}"
             raise
@@ -225,8 +232,10 @@ class Task(Generic[P, R]):
         if len(args_text) + len(kwargs_text) > limit // 4:  # only then count UTF-8 bytes
             size = len(args_text.encode()) + len(kwargs_text.encode())
             if size > limit:
-                raise PayloadTooLarge(f"{where + ': ' if where else ''}arguments", size, limit)
+                where = f"items[{index}]: " if index is not None else ""
+                raise PayloadTooLarge(f"{where}arguments", size, limit)
         o = self.options
+        call = self.call
         return NewJob(
             uuid7(),
             o.name,
@@ -234,12 +243,12 @@ class Task(Generic[P, R]):
             args_text,
             kwargs_text,
             o.priority,
-            self.call.run_at,
-            self.call.delay,
+            call.run_at,
+            call.delay,
             o.retries + 1,
             o.timeout,
             o.encoded,
-            self.call.unique_key,
+            call.unique_key,
         )
 
     def __repr__(self) -> str:
