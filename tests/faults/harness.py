@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil
 
-from offload.store.base import TERMINAL_STATES, JobState
+from offload.store.base import TERMINAL_STATES
 from offload.store.sqlite import SQLiteStore
 from tests.faults import apps
 from tests.fixtures import processes
@@ -265,9 +265,3 @@ def kill(pid: int, signum: int = signal.SIGKILL) -> None:
 
 def elapsed(since: float) -> float:
     return time.monotonic() - since
-
-
-def job_state(h: FaultHarness, job_id: str) -> JobState:
-    record = h.app.store.job_get(job_id)
-    assert record is not None
-    return record.state
