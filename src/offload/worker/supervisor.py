@@ -142,6 +142,8 @@ class Supervisor:
         self.host = socket.gethostname()
         self.stats = Stats()
         self.slots: list[Slot | None] = [None] * config.concurrency
+        #: Children told to exit (recycling) whose replacement already took their index.
+        self._retired: list[Slot] = []
         self._tasks = sorted(app.tasks)
         self._mp = multiprocessing.get_context("fork")
         self._guard = StoreGuard(self.worker_id)
@@ -303,7 +305,8 @@ class Supervisor:
         return not self._stopping and (limit is None or self._claimed < limit)
 
     def _live_slots(self) -> list[Slot]:
-        return [s for s in self.slots if s is not None and not s.dead]
+        live = [s for s in self.slots if s is not None and not s.dead]
+        return live + [s for s in self._retired if not s.dead] if self._retired else live
 
     # -- children --------------------------------------------------------------------------
     def _spawn(self, index: int) -> None:
@@ -459,6 +462,10 @@ class Supervisor:
         slot.retiring = True
         logs.log("child.recycle", worker=self.worker_id, pid=slot.pid, reason=why)
         self._send(slot, {"op": "stop"})
+        # Its replacement starts now, while it exits: the slot is not left empty for the
+        # time an interpreter takes to shut down.
+        self._retired.append(slot)
+        self._spawn(slot.index)
 
     def _send(self, slot: Slot, message: protocol.Message) -> bool:
         try:
@@ -490,6 +497,9 @@ class Supervisor:
             "child.exited", "info" if expected else "warning", worker=self.worker_id,
             pid=slot.pid, exit=exit_text,
         )  # fmt: skip
+        if slot in self._retired:
+            self._retired.remove(slot)
+            return  # replaced when it was told to exit
         if self._stopping:
             return
         delay = 0.0
