@@ -73,7 +73,7 @@ class Settings:
     #: Worker: most jobs one child is handed at once. Batches are formed only while every
     #: queue the worker serves has recently finished its jobs in well under a millisecond
     #: (1 turns batching off).
-    batch_max: int = 16
+    batch_max: int = 32
     #: Worker: the longest a job handed to a child in a batch waits for its turn; past
     #: this it is handed back unstarted (requeued, no attempt used) for any worker to take.
     batch_wait: float = 0.02
