@@ -81,3 +81,15 @@ def test_drain_budget_ends_the_drain(harness: Harness) -> None:
 
 def test_drain_lock_is_named_after_the_sorted_queues() -> None:
     assert drain_lock_name(["mail", "default"]) == "drain:default,mail"
+
+
+def test_a_stopped_drain_leaves_its_final_counts_in_the_process_table(harness: Harness) -> None:
+    for i in range(5):
+        harness.task("record").enqueue(i)
+
+    done = harness.run("drain", "--concurrency", "1")
+
+    assert done.returncode == 0, done.stderr
+    (row,) = [p for p in harness.processes("stopped") if p.kind == "drain"]
+    assert row.served == 5
+    assert '"heartbeat": 1.0' in row.info

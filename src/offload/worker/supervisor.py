@@ -762,7 +762,9 @@ class Supervisor:
                 id=self.worker_id, kind=self.config.kind, host=self.host, pid=os.getpid(),
                 queues=queues, started_at=self._started, served=self.stats.run,
                 failed=self.stats.failed, rss=rss, peak_rss=max(rss, peak_rss_self()),
-                info=json.dumps({"concurrency": self.config.concurrency}),
+                info=json.dumps(
+                    {"concurrency": self.config.concurrency, "heartbeat": self.settings.heartbeat}
+                ),
             )
         ]  # fmt: skip
         for slot in self._live_slots():
@@ -796,6 +798,9 @@ class Supervisor:
             self._reap(slot)
         self._respawn_at.clear()
         self._final_flush()
+        # One last row with the final counts, so a stopped worker in `offload ps --all`
+        # shows what it served rather than what it had served at its last heartbeat.
+        self._write_rows()
         ids = [self.worker_id]
         self._guard.call("process_stop", lambda: self.store.process_stop(ids))
         if self.config.lock_name:
