@@ -193,3 +193,11 @@ def test_unique_key_returns_the_active_job_even_within_one_batch(sqlite_app):
     assert again.id == first.id
     assert batch[0].id == batch[1].id
     assert sum(sqlite_app.store.job_counts().values()) == 2
+
+
+def test_hostname_setting_is_validated():
+    from offload import Settings
+
+    assert Settings(hostname="web-1").hostname == "web-1"
+    with pytest.raises(ConfigError, match="hostname"):
+        Settings(hostname="bad host")

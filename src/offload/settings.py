@@ -81,6 +81,8 @@ class Settings:
     crash_limit: int = 3
     #: Run jobs at once in the enqueuing process (for tests).
     inline: bool = False
+    #: The host name workers report in the process table (default: the machine's).
+    hostname: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or "://" not in self.url:
@@ -119,6 +121,15 @@ class Settings:
                 f"expected synchronous to be NORMAL or FULL, got {self.synchronous!r}"
             )
         check_identifier("schema", self.schema)
+        if self.hostname is not None and (
+            not isinstance(self.hostname, str)
+            or not 0 < len(self.hostname) <= 253
+            or any(c.isspace() or c == ":" for c in self.hostname)
+        ):
+            raise ConfigError(
+                "expected hostname to be 1-253 characters without spaces or ':', "
+                f"got {self.hostname!r}"
+            )
 
     @property
     def scheme(self) -> str:

@@ -19,9 +19,14 @@ def test_racing_workers_run_every_job_exactly_once(
     url = None if backend == "sqlite" else request.getfixturevalue("postgres_url")
     harness = Harness(tmp_path, url)
     try:
-        # Given three workers of two children each, all started before the jobs exist
-        workers = [harness.start("worker", "--concurrency", "2") for _ in range(3)]
+        # Given three workers of two children each, standing in for three machines, all
+        # started before the jobs exist
+        workers = [
+            harness.start("worker", "--concurrency", "2", hostname=f"machine-{n}") for n in range(3)
+        ]
         wait_for(lambda: len(harness.processes()) == 9, timeout=20, what="3 workers up")
+        hosts = {p.host for p in harness.processes()}
+        assert hosts == {"machine-0", "machine-1", "machine-2"}
 
         # When 90 jobs are enqueued at once
         jobs = harness.task("record").enqueue_many([(i,) for i in range(90)])
@@ -34,6 +39,7 @@ def test_racing_workers_run_every_job_exactly_once(
         assert all(job.record.attempt == 1 for job in jobs)
         served_by = {job.record.worker_id for job in jobs}
         assert len(served_by) >= 2
+        assert all(w.split(":")[0] in hosts for w in served_by)
         assert all(w.popen.poll() is None for w in workers)
     finally:
         harness.close()

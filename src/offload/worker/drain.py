@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from offload import logs
-from offload.worker.supervisor import Supervisor, WorkerConfig, default_queues, new_worker_id
+from offload.worker.supervisor import (
+    Supervisor,
+    WorkerConfig,
+    default_queues,
+    host_name,
+    new_worker_id,
+)
 
 if TYPE_CHECKING:
     from offload.app import Offload
@@ -68,7 +74,7 @@ def run_drain(
     began = time.monotonic()
     chosen = tuple(queues) if queues else default_queues(app)
     name = drain_lock_name(chosen)
-    worker_id = new_worker_id()
+    worker_id = new_worker_id(host_name(app))
     if not app.store.lock_acquire(name, worker_id, app.settings.lease):
         logs.log("drain.locked", lock=name, reason="another drain holds the lock")
         return DrainSummary(0, 0, 0, time.monotonic() - began, locked_out=True, lock_name=name)

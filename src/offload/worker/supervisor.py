@@ -123,9 +123,14 @@ def default_queues(app: Offload) -> tuple[str, ...]:
     return tuple(sorted({t.options.queue for t in app.tasks.values()})) or ("default",)
 
 
-def new_worker_id() -> str:
+def host_name(app: Offload) -> str:
+    """The host this worker reports: ``settings.hostname``, else the machine's name."""
+    return app.settings.hostname or socket.gethostname()
+
+
+def new_worker_id(host: str | None = None) -> str:
     """A process-table id: host, pid and a random suffix (pids are reused)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    return f"{host or socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class Supervisor:
@@ -138,8 +143,8 @@ class Supervisor:
         self.app = app
         self.settings = app.settings
         self.config = config
-        self.worker_id = worker_id or new_worker_id()
-        self.host = socket.gethostname()
+        self.host = host_name(app)
+        self.worker_id = worker_id or new_worker_id(self.host)
         self.stats = Stats()
         self.slots: list[Slot | None] = [None] * config.concurrency
         #: Children told to exit (recycling) whose replacement already took their index.
