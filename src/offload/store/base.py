@@ -82,6 +82,13 @@ class ClaimedJob:
     priority: int = 0
 
 
+#: Columns that build a ClaimedJob, in field order (both backends select these).
+CLAIM_COLUMNS = (
+    "id, task, queue, args, kwargs, attempt, max_attempts, errors, crashes, timeout, options,"
+    " priority"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """The end of one run, written fenced on ``(job_id, attempt)``.
@@ -230,6 +237,13 @@ class ProcessInfo:
     info: str = "{}"
     #: Filled on read: running, gone (no heartbeat for 3 intervals) or stopped.
     status: str = "running"
+
+
+#: Stored columns of a ProcessInfo, in field order (``status`` is computed on read).
+PROCESS_COLUMNS = (
+    "id, kind, host, pid, parent_id, queues, started_at, heartbeat_at, stopped_at, served,"
+    " failed, current_job, rss, peak_rss, info"
+)
 
 
 @dataclass(frozen=True, slots=True)

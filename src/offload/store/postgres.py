@@ -42,6 +42,8 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from offload.errors import ConfigError, SchemaError, StoreError, StoreFull, StoreUnavailable
 from offload.settings import Settings, check_identifier
 from offload.store.base import (
+    CLAIM_COLUMNS,
+    PROCESS_COLUMNS,
     ClaimedJob,
     ClaimRequest,
     JobEvent,
@@ -85,13 +87,15 @@ _JOB_COLUMNS = (
     " unique_key, progress_current, progress_total, progress_message, result, error, saved,"
     " cancel_requested"
 )
-_CLAIM_COLUMNS = (
-    "id, task, queue, args, kwargs, attempt, max_attempts, errors, crashes, timeout, options,"
-    " priority"
-)
-_PROCESS_COLUMNS = (
-    "id, kind, host, pid, parent_id, queues, started_at, heartbeat_at, stopped_at, served,"
-    " failed, current_job, rss, peak_rss, info"
+# Due queued jobs, one ordered index scan per queue (LATERAL), merged: "queue = ANY(...)"
+# would read and sort every due row of every queue on each claim. A queue's rows locked
+# here but not among the first ``limit`` are released at commit.
+_PICK_BY_QUEUE = (
+    "SELECT j.id FROM unnest(%(queues)s::text[]) AS q(name) CROSS JOIN LATERAL"
+    " (SELECT id, priority, run_at FROM {jobs} WHERE state = 'queued'"
+    " AND queue = q.name AND run_at <= {now} AND task = ANY(%(tasks)s)"
+    " ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) j"
+    " ORDER BY j.priority DESC, j.run_at, j.id LIMIT %(limit)s"
 )
 _FINISHED = "('succeeded', 'failed', 'cancelled', 'quarantined')"
 
@@ -622,22 +626,13 @@ class PostgresStore(Store):
             )
         else:
             ids = []
-            # One ordered index scan per queue (LATERAL), merged: "queue = ANY(...)" would
-            # read and sort every due row of every queue on each claim. A queue's rows
-            # locked here but not among the first ``limit`` are released at commit.
-            pick = (
-                "SELECT j.id FROM unnest(%(queues)s::text[]) AS q(name) CROSS JOIN LATERAL"
-                " (SELECT id, priority, run_at FROM {jobs} WHERE state = 'queued'"
-                " AND queue = q.name AND run_at <= {now} AND task = ANY(%(tasks)s)"
-                " ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) j"
-                " ORDER BY j.priority DESC, j.run_at, j.id LIMIT %(limit)s"
-            )
+            pick = _PICK_BY_QUEUE
         # The picked ids are materialised once: as a plain "id IN (subquery)" the planner
         # may rescan the locking subquery per row, and each rescan skips the rows this very
         # statement just updated, claiming far more than the limit.
         query = self.q(
             f"WITH {_claim_ctes(pick)}"
-            f" SELECT {_CLAIM_COLUMNS} FROM claimed ORDER BY priority DESC, run_at, id"
+            f" SELECT {CLAIM_COLUMNS} FROM claimed ORDER BY priority DESC, run_at, id"
         )
         params = {
             "worker": worker_id,
@@ -773,18 +768,12 @@ class PostgresStore(Store):
         The outcomes touch only rows that are running and the claim only rows that are
         queued, so the two halves never meet in the statement's one snapshot.
         """
-        pick = (
-            "SELECT j.id FROM unnest(%(queues)s::text[]) AS q(name) CROSS JOIN LATERAL"
-            " (SELECT id, priority, run_at FROM {jobs} WHERE state = 'queued'"
-            " AND queue = q.name AND run_at <= {now} AND task = ANY(%(tasks)s)"
-            " ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) j"
-            " ORDER BY j.priority DESC, j.run_at, j.id LIMIT %(limit)s"
-        )
+        pick = _PICK_BY_QUEUE
         query = self.q(
             f"WITH {_OUTCOME_CTES}, {_claim_ctes(pick)},"
             " acc AS (SELECT array_agg((u.id IS NOT NULL)::int ORDER BY o.n) AS a"
             " FROM o LEFT JOIN u ON u.id = o.id)"
-            f" SELECT acc.a, c.* FROM acc LEFT JOIN (SELECT {_CLAIM_COLUMNS}, run_at AS r"
+            f" SELECT acc.a, c.* FROM acc LEFT JOIN (SELECT {CLAIM_COLUMNS}, run_at AS r"
             " FROM claimed) c ON true ORDER BY c.priority DESC, c.r, c.id"
         )
         params = {**claim_params, **_outcome_params(outcomes)}
@@ -1071,7 +1060,7 @@ class PostgresStore(Store):
         if not processes:
             return
         query = self.q(
-            f"INSERT INTO {{processes}} ({_PROCESS_COLUMNS})"
+            f"INSERT INTO {{processes}} ({PROCESS_COLUMNS})"
             " VALUES (%s, %s, %s, %s, %s, %s, coalesce(%s, {now}), {now}, NULL, %s, %s, %s,"
             " %s, %s, %s)"
             " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,"
@@ -1102,7 +1091,7 @@ class PostgresStore(Store):
 
     def process_list(self, *, gone_after: float) -> list[ProcessInfo]:
         rows = self._read(
-            f"SELECT {_PROCESS_COLUMNS}, CASE WHEN stopped_at IS NOT NULL THEN 'stopped'"
+            f"SELECT {PROCESS_COLUMNS}, CASE WHEN stopped_at IS NOT NULL THEN 'stopped'"
             " WHEN {now} - heartbeat_at > %s::float8 THEN 'gone' ELSE 'running' END"
             " FROM {processes} ORDER BY started_at, id",
             (float(gone_after),),

@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 from offload.errors import ConfigError, StoreError, StoreFull, StoreUnavailable
 from offload.settings import Settings
 from offload.store.base import (
+    CLAIM_COLUMNS,
+    PROCESS_COLUMNS,
     ClaimedJob,
     ClaimRequest,
     JobEvent,
@@ -53,14 +55,6 @@ _JOB_COLUMNS = (
     " created_at, run_at, started_at, finished_at, leased_until, worker_id, timeout, options,"
     " unique_key, progress_current, progress_total, progress_message, result, error, saved,"
     " cancel_requested"
-)
-_CLAIM_COLUMNS = (
-    "id, task, queue, args, kwargs, attempt, max_attempts, errors, crashes, timeout, options,"
-    " priority"
-)
-_PROCESS_COLUMNS = (
-    "id, kind, host, pid, parent_id, queues, started_at, heartbeat_at, stopped_at, served,"
-    " failed, current_job, rss, peak_rss, info"
 )
 
 
@@ -325,7 +319,7 @@ class SQLiteStore(Store):
         rows = c.execute(
             "UPDATE offload_jobs SET state = 'running', attempt = attempt + 1,"
             " worker_id = ?, leased_until = ?, started_at = ?, cancel_requested = 0"
-            f" WHERE id IN ({select}) RETURNING {_CLAIM_COLUMNS}, run_at",
+            f" WHERE id IN ({select}) RETURNING {CLAIM_COLUMNS}, run_at",
             [worker_id, now + lease, now, *bound],
         ).fetchall()
         c.executemany(
@@ -360,7 +354,7 @@ class SQLiteStore(Store):
                 " worker_id = ?, leased_until = ?, started_at = ?, cancel_requested = 0"
                 f" WHERE id IN ({marks}) AND state = 'queued' AND run_at <= ?"
                 f" AND queue IN ({q_marks}) AND task IN ({t_marks})"
-                f" RETURNING {_CLAIM_COLUMNS}",
+                f" RETURNING {CLAIM_COLUMNS}",
                 [worker_id, now + lease, now, *ids, now, *queues, *tasks],
             ).fetchall()
             c.executemany(
@@ -705,7 +699,7 @@ class SQLiteStore(Store):
         def beat(c: sqlite3.Connection) -> None:
             now = time.time()
             c.executemany(
-                f"INSERT INTO offload_processes ({_PROCESS_COLUMNS})"
+                f"INSERT INTO offload_processes ({PROCESS_COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,"
                 " served = excluded.served, failed = excluded.failed,"
@@ -738,7 +732,7 @@ class SQLiteStore(Store):
     def process_list(self, *, gone_after: float) -> list[ProcessInfo]:
         now = time.time()
         rows = self._read(
-            f"SELECT {_PROCESS_COLUMNS} FROM offload_processes ORDER BY started_at, id"
+            f"SELECT {PROCESS_COLUMNS} FROM offload_processes ORDER BY started_at, id"
         )
         out = []
         for r in rows:
