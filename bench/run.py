@@ -209,7 +209,7 @@ def wait_done(tasks: Any, n: int, timeout: float, proc: subprocess.Popen[bytes] 
 
 def span(tasks: Any, n: int) -> tuple[float, int]:
     """Seconds from the first claim to the last completion, and succeeded jobs counted."""
-    from offload.store.base import JobFilter, JobState
+    from offload.types import JobFilter, JobState
 
     records = tasks.app.store.job_list(JobFilter(state=JobState.SUCCEEDED, limit=n + 10))
     starts = [r.started_at for r in records if r.started_at]

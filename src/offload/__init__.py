@@ -35,8 +35,8 @@ from offload.errors import (
 )
 from offload.jobs import Job
 from offload.settings import Settings
-from offload.store.base import JobState, Progress
 from offload.tasks import Task
+from offload.types import JobState, Progress
 
 __version__ = "0.1.0"
 

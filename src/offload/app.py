@@ -12,8 +12,9 @@ from offload.context import JobContext
 from offload.errors import ConfigError, JobNotFound, TaskNotFound
 from offload.jobs import Job
 from offload.settings import Settings
-from offload.store.base import JobRecord, JobState, NewJob, Progress, Store
+from offload.store.base import Store
 from offload.tasks import AsyncTask, P, R, Task, TaskOptions
+from offload.types import NewJob
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -211,69 +212,15 @@ class Offload:
         return handles
 
     def _run_inline(self, handles: list[Job[Any]], tasks: Sequence[Task[Any, Any]]) -> None:
-        from offload.execution import execute
+        from offload.execution import Runner  # the executor is needed only in inline mode
 
-        worker_id = f"inline-{os.getpid()}"
+        runner = Runner(self, worker_id=f"inline-{os.getpid()}")
         for handle, task in zip(handles, tasks, strict=True):
-            if task.name not in self.tasks:
-                continue
-            claimed = self.store.job_claim(
-                worker_id=worker_id, queues=[handle.queue], tasks=[task.name], limit=1,
-                lease=self.settings.lease, job_ids=[handle.id],
-            )  # fmt: skip
-            for job in claimed:
-                reporter = StoreReporter(self.store, job.id, job.attempt)
-                outcome = execute(self, job, reporter, worker_id=worker_id)
-                self.store.job_record(outcomes=[outcome])
-            handle.refresh()
-
-
-class StoreReporter:
-    """Reports of a job running in this process, written straight to the store."""
-
-    def __init__(self, store: Store, job_id: str, attempt: int) -> None:
-        self.store, self.job_id, self.attempt = store, job_id, attempt
-        self._cancel_checked = 0.0
-        self._cancel = False
-
-    def progress(self, current: float, total: float | None, message: str | None) -> None:
-        from offload.store.base import ProgressUpdate
-
-        self.store.job_record(
-            progress=[ProgressUpdate(self.job_id, self.attempt, current, total, message)]
-        )
-
-    def message(self, text: str) -> None:
-        from offload.store.base import MessageAdd
-
-        self.store.job_record(messages=[MessageAdd(self.job_id, self.attempt, text)])
-
-    def save(self, key: str, value: str) -> None:
-        from offload.store.base import SaveValue
-
-        self.store.job_record(saves=[SaveValue(self.job_id, self.attempt, key, value)])
-
-    def cancel_requested(self) -> bool:
-        now = time.monotonic()
-        if not self._cancel and now - self._cancel_checked > 0.5:
-            self._cancel_checked = now
-            record = self.store.job_get(self.job_id)
-            self._cancel = bool(record and record.cancel_requested)
-        return self._cancel
-
-
-def snapshot(new: NewJob, now: float) -> JobRecord:
-    """The record a just-inserted job has, built without reading it back."""
-    run_at = new.run_at if new.run_at is not None else now + new.delay
-    state = JobState.SCHEDULED if run_at > now else JobState.QUEUED
-    return JobRecord(
-        id=new.id, task=new.task, queue=new.queue, state=state, priority=new.priority,
-        args=new.args, kwargs=new.kwargs, attempt=0, max_attempts=new.max_attempts, errors=0,
-        crashes=0, created_at=now, run_at=run_at, started_at=None, finished_at=None,
-        leased_until=None, worker_id=None, timeout=new.timeout, options=new.options,
-        unique_key=new.unique_key, progress=Progress(), result=None, error=None, saved="{}",
-        cancel_requested=False,
-    )  # fmt: skip
+            if task.name in self.tasks:
+                runner.run(
+                    queues=[handle.queue], tasks=[task.name], job_ids=[handle.id], max_jobs=1
+                )
+                handle.refresh()
 
 
 def _unregistered(*args: Any, **kwargs: Any) -> Any:  # pragma: no cover - never called

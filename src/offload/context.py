@@ -10,39 +10,12 @@ from __future__ import annotations
 
 import contextvars
 import time
-from typing import Any, Protocol
+from typing import Any
 
+from offload.reporters import Reporter
 from offload.serialization import dumps_limited
 
 PROGRESS_INTERVAL = 0.1  # seconds between two progress writes of one job
-
-
-class Reporter(Protocol):
-    """Where a context sends what the job reports (the worker pipe, or the store inline)."""
-
-    def progress(self, current: float, total: float | None, message: str | None) -> None: ...
-
-    def message(self, text: str) -> None: ...
-
-    def save(self, key: str, value: str) -> None: ...
-
-    def cancel_requested(self) -> bool: ...
-
-
-class NullReporter:
-    """Used when a task is called directly, outside any job: reports go nowhere."""
-
-    def progress(self, current: float, total: float | None, message: str | None) -> None:
-        pass
-
-    def message(self, text: str) -> None:
-        pass
-
-    def save(self, key: str, value: str) -> None:
-        pass
-
-    def cancel_requested(self) -> bool:
-        return False
 
 
 class JobContext:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from offload.errors import JobCancelled, JobFailed, JobNotFinished, JobNotFound, WaitTimeout
 from offload.serialization import loads
-from offload.store.base import JobEvent, JobMessage, JobRecord, JobState, NewJob, Progress
+from offload.store.rules import derived_state
+from offload.types import JobEvent, JobMessage, JobRow, JobState, NewJob, Progress
 
 if TYPE_CHECKING:
     from offload.app import Offload
@@ -30,7 +31,7 @@ class Job(Generic[R]):
     __slots__ = ("_id", "_pending", "_rec", "app")
 
     def __init__(
-        self, app: Offload, record: JobRecord | None, *, job_id: str = "",
+        self, app: Offload, record: JobRow | None, *, job_id: str = "",
         pending: tuple[NewJob, float] | None = None,
     ) -> None:  # fmt: skip
         self.app = app
@@ -41,10 +42,8 @@ class Job(Generic[R]):
         self._pending = pending
 
     @property
-    def _record(self) -> JobRecord:
+    def _record(self) -> JobRow:
         if self._rec is None:
-            from offload.app import snapshot
-
             assert self._pending is not None
             self._rec = snapshot(*self._pending)
             self._pending = None
@@ -56,7 +55,7 @@ class Job(Generic[R]):
         return self._id
 
     @property
-    def record(self) -> JobRecord:
+    def record(self) -> JobRow:
         """The raw stored row of the last snapshot."""
         return self._record
 
@@ -189,6 +188,19 @@ class Job(Generic[R]):
 
     def __hash__(self) -> int:
         return hash(self.id)
+
+
+def snapshot(new: NewJob, now: float) -> JobRow:
+    """The record a just-inserted job has, built without reading it back."""
+    run_at = new.run_at if new.run_at is not None else now + new.delay
+    return JobRow(
+        id=new.id, task=new.task, queue=new.queue, priority=new.priority,
+        state=derived_state(JobState.QUEUED, run_at, now), args=new.args, kwargs=new.kwargs, attempt=0, max_attempts=new.max_attempts, errors=0,
+        crashes=0, created_at=now, run_at=run_at, started_at=None, finished_at=None,
+        leased_until=None, worker_id=None, timeout=new.timeout, options=new.options,
+        unique_key=new.unique_key, progress=Progress(), result=None, error=None, saved="{}",
+        cancel_requested=False,
+    )  # fmt: skip
 
 
 def _aware(ts: float) -> dt.datetime:

@@ -110,3 +110,9 @@ def _find_problem(value: Any, path: str, seen: set[int]) -> tuple[str, str] | No
 def _short_repr(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def decode_options(text: str) -> dict[str, Any]:
+    """A job's stored options (a JSON object); ``{}`` for empty or malformed text."""
+    value = loads(text) if text else {}
+    return value if isinstance(value, dict) else {}

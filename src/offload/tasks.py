@@ -6,16 +6,15 @@ import dataclasses
 import datetime as dt
 import functools
 import inspect
-import random
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from offload.errors import ConfigError, PayloadTooLarge, SerializationError
 from offload.ids import uuid7
-from offload.serialization import dumps, loads
+from offload.serialization import dumps
 from offload.settings import check_identifier
-from offload.store.base import NewJob
+from offload.types import NewJob
 
 if TYPE_CHECKING:
     from offload.app import Offload
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-BACKOFF_MAX = 3600.0
 _UNSET: Any = object()
 
 
@@ -86,16 +84,6 @@ class TaskOptions:
         if self.memory_limit is not None:
             opts["memory_limit"] = self.memory_limit
         return dumps(opts)
-
-
-def backoff_delay(options: dict[str, Any], errors: int) -> float:
-    """Seconds to wait before the retry that follows the ``errors``-th error."""
-    backoff = options.get("backoff", 2.0)
-    n = max(1, errors)
-    if isinstance(backoff, list):
-        return float(backoff[min(n, len(backoff)) - 1]) if backoff else 0.0
-    delay = min(BACKOFF_MAX, float(backoff) * 2.0 ** min(n - 1, 40))
-    return delay * (0.5 + random.random() / 2)
 
 
 @dataclass(frozen=True)
@@ -270,17 +258,13 @@ def _with_context(task: Task[Any, Any], args: tuple[Any, ...]) -> tuple[Any, ...
     """Prepend a detached JobContext for a context task called directly."""
     if not task.options.context:
         return args
-    from offload.context import JobContext, NullReporter
+    from offload.context import JobContext
+    from offload.reporters import NullReporter
 
     ctx = JobContext(
         job_id="", task=task.name, queue=task.options.queue, attempt=0, reporter=NullReporter()
     )
     return (ctx, *args)
-
-
-def decode_options(text: str) -> dict[str, Any]:
-    value = loads(text) if text else {}
-    return value if isinstance(value, dict) else {}
 
 
 def _is_seconds(value: object) -> bool:

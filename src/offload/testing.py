@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from offload.app import Offload, StoreReporter
+from offload.app import Offload
 from offload.errors import WaitTimeout
-from offload.execution import execute
+from offload.execution import Runner
 
 T = TypeVar("T")
 
@@ -38,27 +38,12 @@ def run_pending(
     unit tests of task code.
     """
     queues = list(queues) if queues else sorted({t.options.queue for t in app.tasks.values()})
-    worker_id = f"test-{os.getpid()}"
-    ran = 0
-    while max_jobs is None or ran < max_jobs:
-        claimed = app.store.job_claim(
-            worker_id=worker_id, queues=queues, tasks=list(app.tasks), limit=1,
-            lease=app.settings.lease,
-        )  # fmt: skip
-        if not claimed:
-            return ran
-        job = claimed[0]
-        outcome = execute(
-            app, job, StoreReporter(app.store, job.id, job.attempt), worker_id=worker_id
-        )
-        app.store.job_record(outcomes=[outcome])
-        ran += 1
-    return ran
+    return Runner(app, worker_id=f"test-{os.getpid()}").run(queues=queues, max_jobs=max_jobs)
 
 
 def assert_enqueued(app: Offload, task_name: str, **filters: Any) -> None:
     """Fail unless a waiting job of ``task_name`` exists (kwargs must match if given)."""
-    from offload.store.base import JobFilter, JobState
+    from offload.types import JobFilter, JobState
 
     for state in (JobState.QUEUED, JobState.SCHEDULED):
         for record in app.store.job_list(JobFilter(state=state, task=task_name, limit=1000)):

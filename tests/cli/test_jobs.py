@@ -16,8 +16,8 @@ from click.testing import CliRunner, Result
 
 from offload import JobContext, JobState, Offload, Settings
 from offload.cli import main
-from offload.store.base import ProcessInfo
 from offload.testing import run_pending
+from offload.types import ProcessInfo
 
 
 @pytest.fixture

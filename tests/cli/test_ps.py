@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 from offload import Offload
 from offload.cli import main
 from offload.cli import ps as ps_module
-from offload.store.base import ProcessInfo
+from offload.types import ProcessInfo
 
 MIB = 1024 * 1024
 

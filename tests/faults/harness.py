@@ -16,8 +16,8 @@ from typing import Any
 
 import psutil
 
-from offload.store.base import TERMINAL_STATES
 from offload.store.sqlite import SQLiteStore
+from offload.types import TERMINAL_STATES
 from tests.faults import apps
 from tests.fixtures import processes
 

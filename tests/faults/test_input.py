@@ -11,8 +11,8 @@ import time
 import pytest
 
 from offload.errors import PayloadTooLarge, SerializationError
-from offload.store.base import JobFilter, JobState
 from offload.testing import wait_for
+from offload.types import JobFilter, JobState
 from tests.faults.harness import FaultHarness, figure
 from tests.fixtures.processes import ROOT, worker_env
 

@@ -10,8 +10,8 @@ import random
 import signal
 import time
 
-from offload.store.base import JobState, Outcome
 from offload.testing import wait_for
+from offload.types import JobState, Outcome
 from tests.faults.harness import FaultHarness, elapsed, figure, kill
 from tests.fixtures.processes import process_gone
 
@@ -141,7 +141,7 @@ def test_supervisor_sigkilled_alone(faults: FaultHarness) -> None:
     # A completion from the dead worker's run (attempt n) arriving now is refused.
     job_id, stale_attempt = next(iter(held.items()))
     stale = Outcome(job_id, stale_attempt, JobState.SUCCEEDED, result="0", worker_id="ghost")
-    assert h.app.store.job_record(outcomes=[stale]) == [False]
+    assert h.app.store.job_write(outcomes=[stale]) == [False]
     assert any(e.kind == "refused" for e in h.app.store.job_events(job_id))
 
     wait_for(lambda: h.done_count(ids) == 300, timeout=60, what="all 300 jobs done")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import time
 
-from offload.store.base import JobState
 from offload.testing import wait_for
+from offload.types import JobState
 from tests.faults.harness import FaultHarness, figure
 from tests.fixtures.processes import process_gone
 

@@ -13,8 +13,8 @@ import pytest
 from offload.ids import uuid7
 from offload.settings import Settings
 from offload.store import open_store
-from offload.store.base import NewJob
 from offload.testing import wait_for
+from offload.types import NewJob
 from tests.faults.harness import FaultHarness, figure
 
 OUTAGE = 5.0  # seconds the server stays down (the scenario, not a wait for something)

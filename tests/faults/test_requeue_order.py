@@ -11,8 +11,8 @@ import pytest
 
 from offload.ids import uuid7
 from offload.store import Store, open_store
-from offload.store.base import JobState, NewJob, Outcome
 from offload.testing import wait_for
+from offload.types import JobState, NewJob, Outcome
 from tests.fixtures.postgres import store_settings
 
 
@@ -44,7 +44,7 @@ def test_job_requeued_to_run_now_is_claimed_before_later_jobs(fresh_store: Store
         claimed.id, claimed.attempt, JobState.QUEUED, count_error=False,
         crashed=how == "crash",
     )  # fmt: skip
-    assert store.job_record(outcomes=[outcome]) == [True]
+    assert store.job_write(outcomes=[outcome]) == [True]
 
     assert _claim(store) == [first.id]
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from offload.ids import uuid7
-from offload.store.base import JobState, NewJob
 from offload.store.postgres import PostgresStore
+from offload.types import JobState, NewJob
 from tests.fixtures.postgres import store_settings
 
 HOUR = 3600.0

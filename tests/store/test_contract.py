@@ -20,7 +20,7 @@ import pytest
 from offload.errors import SchemaError, StoreError
 from offload.ids import uuid7
 from offload.store import Store, open_store
-from offload.store.base import (
+from offload.types import (
     ClaimedJob,
     ClaimRequest,
     JobFilter,
@@ -158,7 +158,7 @@ def test_unique_key_returns_the_existing_job_while_active(store: Store) -> None:
 
 def test_unique_key_is_free_again_once_the_job_finished(store: Store) -> None:
     claimed = run_one(store, unique_key="k")
-    store.job_record(outcomes=[Outcome(claimed.id, claimed.attempt, Q.SUCCEEDED, "1")])
+    store.job_write(outcomes=[Outcome(claimed.id, claimed.attempt, Q.SUCCEEDED, "1")])
     again = job(unique_key="k")
     assert store.job_insert_many([again]) == [again.id]
 
@@ -281,7 +281,7 @@ def test_claim_with_job_ids_respects_the_limit(store: Store) -> None:
 
 def test_success_outcome_finishes_the_job_with_its_result(store: Store) -> None:
     c = run_one(store)
-    ok = store.job_record(
+    ok = store.job_write(
         outcomes=[Outcome(c.id, c.attempt, Q.SUCCEEDED, result='{"n": 1}', worker_id="w1")]
     )
     assert ok == [True]
@@ -296,7 +296,7 @@ def test_success_outcome_finishes_the_job_with_its_result(store: Store) -> None:
 def test_retry_outcome_requeues_after_the_delay(store: Store) -> None:
     c = run_one(store, max_attempts=3)
     error = '{"type": "ValueError", "message": "boom", "traceback": ""}'
-    assert store.job_record(
+    assert store.job_write(
         outcomes=[Outcome(c.id, c.attempt, Q.QUEUED, error=error, delay=60, reason="boom")]
     ) == [True]
     record = store.job_get(c.id)
@@ -310,14 +310,14 @@ def test_retry_outcome_requeues_after_the_delay(store: Store) -> None:
 
 def test_retry_outcome_without_delay_is_claimable_as_the_next_attempt(store: Store) -> None:
     c = run_one(store, max_attempts=3)
-    store.job_record(outcomes=[Outcome(c.id, c.attempt, Q.QUEUED, error="{}")])
+    store.job_write(outcomes=[Outcome(c.id, c.attempt, Q.QUEUED, error="{}")])
     (again,) = claim(store)
     assert (again.id, again.attempt, again.errors) == (c.id, 2, 1)
 
 
 def test_requeue_after_a_crash_counts_the_crash_and_the_error(store: Store) -> None:
     c = run_one(store, max_attempts=3)
-    store.job_record(outcomes=[Outcome(c.id, c.attempt, Q.QUEUED, error="{}", crashed=True)])
+    store.job_write(outcomes=[Outcome(c.id, c.attempt, Q.QUEUED, error="{}", crashed=True)])
     record = store.job_get(c.id)
     assert record is not None
     assert (record.state, record.errors, record.crashes) == (Q.QUEUED, 1, 1)
@@ -326,9 +326,9 @@ def test_requeue_after_a_crash_counts_the_crash_and_the_error(store: Store) -> N
 
 def test_success_after_a_retry_clears_the_error(store: Store) -> None:
     c = run_one(store, max_attempts=3)
-    store.job_record(outcomes=[Outcome(c.id, c.attempt, Q.QUEUED, error='{"type": "E"}')])
+    store.job_write(outcomes=[Outcome(c.id, c.attempt, Q.QUEUED, error='{"type": "E"}')])
     (again,) = claim(store)
-    store.job_record(outcomes=[Outcome(again.id, again.attempt, Q.SUCCEEDED, result="7")])
+    store.job_write(outcomes=[Outcome(again.id, again.attempt, Q.SUCCEEDED, result="7")])
     record = store.job_get(c.id)
     assert record is not None
     assert (record.state, record.result, record.error, record.errors) == (
@@ -341,7 +341,7 @@ def test_success_after_a_retry_clears_the_error(store: Store) -> None:
 
 def test_requeue_without_counting_an_error_keeps_the_error_count(store: Store) -> None:
     c = run_one(store)
-    store.job_record(outcomes=[Outcome(c.id, c.attempt, Q.QUEUED, count_error=False)])
+    store.job_write(outcomes=[Outcome(c.id, c.attempt, Q.QUEUED, count_error=False)])
     record = store.job_get(c.id)
     assert record is not None and record.state is Q.QUEUED and record.errors == 0
     assert kinds(store, c.id) == ["started", "requeued"]
@@ -350,7 +350,7 @@ def test_requeue_without_counting_an_error_keeps_the_error_count(store: Store) -
 def test_failure_outcome_is_terminal_and_keeps_the_error(store: Store) -> None:
     c = run_one(store)
     error = '{"type": "KeyError", "message": "x", "traceback": "..."}'
-    store.job_record(outcomes=[Outcome(c.id, c.attempt, Q.FAILED, error=error)])
+    store.job_write(outcomes=[Outcome(c.id, c.attempt, Q.FAILED, error=error)])
     record = store.job_get(c.id)
     assert record is not None
     assert (record.state, record.error, record.errors) == (Q.FAILED, error, 1)
@@ -360,7 +360,7 @@ def test_failure_outcome_is_terminal_and_keeps_the_error(store: Store) -> None:
 
 def test_quarantine_outcome_counts_the_crash(store: Store) -> None:
     c = run_one(store)
-    store.job_record(outcomes=[Outcome(c.id, c.attempt, Q.QUARANTINED, error="{}", crashed=True)])
+    store.job_write(outcomes=[Outcome(c.id, c.attempt, Q.QUARANTINED, error="{}", crashed=True)])
     record = store.job_get(c.id)
     assert record is not None
     assert (record.state, record.crashes, record.errors) == (Q.QUARANTINED, 1, 1)
@@ -369,10 +369,10 @@ def test_quarantine_outcome_counts_the_crash(store: Store) -> None:
 
 def test_stale_outcome_changes_nothing_and_leaves_a_refused_event(store: Store) -> None:
     c = run_one(store, max_attempts=3)
-    store.job_record(outcomes=[Outcome(c.id, c.attempt, Q.QUEUED, error="{}")])
+    store.job_write(outcomes=[Outcome(c.id, c.attempt, Q.QUEUED, error="{}")])
     (again,) = claim(store, worker="w2")
     before = store.job_get(c.id)
-    ok = store.job_record(
+    ok = store.job_write(
         outcomes=[Outcome(c.id, c.attempt, Q.SUCCEEDED, result="1", worker_id="w1")]
     )
     assert ok == [False]
@@ -386,8 +386,8 @@ def test_stale_outcome_changes_nothing_and_leaves_a_refused_event(store: Store) 
 
 def test_outcome_after_the_job_finished_is_refused(store: Store) -> None:
     c = run_one(store)
-    assert store.job_record(outcomes=[Outcome(c.id, c.attempt, Q.SUCCEEDED, "1")]) == [True]
-    assert store.job_record(outcomes=[Outcome(c.id, c.attempt, Q.FAILED, error="{}")]) == [False]
+    assert store.job_write(outcomes=[Outcome(c.id, c.attempt, Q.SUCCEEDED, "1")]) == [True]
+    assert store.job_write(outcomes=[Outcome(c.id, c.attempt, Q.FAILED, error="{}")]) == [False]
     record = store.job_get(c.id)
     assert record is not None and record.state is Q.SUCCEEDED and record.result == "1"
     assert kinds(store, c.id) == ["started", "succeeded", "refused"]
@@ -395,13 +395,13 @@ def test_outcome_after_the_job_finished_is_refused(store: Store) -> None:
 
 def test_outcome_for_an_unknown_job_is_refused_quietly(store: Store) -> None:
     ghost = uuid7()
-    assert store.job_record(outcomes=[Outcome(ghost, 1, Q.SUCCEEDED, "1")]) == [False]
+    assert store.job_write(outcomes=[Outcome(ghost, 1, Q.SUCCEEDED, "1")]) == [False]
     assert store.job_events(ghost) == []
 
 
 def test_outcomes_in_one_call_are_answered_in_order(store: Store) -> None:
     a, b = run_one(store), run_one(store)
-    got = store.job_record(
+    got = store.job_write(
         outcomes=[
             Outcome(a.id, a.attempt, Q.SUCCEEDED, "1"),
             Outcome(b.id, b.attempt + 5, Q.SUCCEEDED, "2"),
@@ -412,10 +412,10 @@ def test_outcomes_in_one_call_are_answered_in_order(store: Store) -> None:
 
 def test_progress_messages_and_saves_are_fenced_on_the_attempt(store: Store) -> None:
     c = run_one(store, max_attempts=2)
-    store.job_record(outcomes=[Outcome(c.id, c.attempt, Q.QUEUED, error="{}")])
+    store.job_write(outcomes=[Outcome(c.id, c.attempt, Q.QUEUED, error="{}")])
     (now_running,) = claim(store)
     stale = c.attempt
-    store.job_record(
+    store.job_write(
         progress=[ProgressUpdate(c.id, stale, 5, 10, "stale")],
         messages=[MessageAdd(c.id, stale, "stale line")],
         saves=[SaveValue(c.id, stale, "cursor", "1")],
@@ -426,7 +426,7 @@ def test_progress_messages_and_saves_are_fenced_on_the_attempt(store: Store) -> 
     assert json.loads(record.saved) == {}
     assert store.job_messages(c.id) == []
     fresh = now_running.attempt
-    store.job_record(
+    store.job_write(
         progress=[ProgressUpdate(c.id, fresh, 5, 10, "half")],
         messages=[MessageAdd(c.id, fresh, "line")],
         saves=[SaveValue(c.id, fresh, "cursor", '{"page": 2}')],
@@ -441,8 +441,8 @@ def test_progress_messages_and_saves_are_fenced_on_the_attempt(store: Store) -> 
 
 def test_writes_for_a_finished_job_change_nothing(store: Store) -> None:
     c = run_one(store)
-    store.job_record(outcomes=[Outcome(c.id, c.attempt, Q.SUCCEEDED, "1")])
-    store.job_record(
+    store.job_write(outcomes=[Outcome(c.id, c.attempt, Q.SUCCEEDED, "1")])
+    store.job_write(
         progress=[ProgressUpdate(c.id, c.attempt, 9, 9)],
         messages=[MessageAdd(c.id, c.attempt, "late")],
         saves=[SaveValue(c.id, c.attempt, "k", "1")],
@@ -454,8 +454,8 @@ def test_writes_for_a_finished_job_change_nothing(store: Store) -> None:
 
 def test_progress_without_a_message_keeps_the_last_message(store: Store) -> None:
     c = run_one(store)
-    store.job_record(progress=[ProgressUpdate(c.id, c.attempt, 1, 4, "loading")])
-    store.job_record(progress=[ProgressUpdate(c.id, c.attempt, 2, 4)])
+    store.job_write(progress=[ProgressUpdate(c.id, c.attempt, 1, 4, "loading")])
+    store.job_write(progress=[ProgressUpdate(c.id, c.attempt, 2, 4)])
     record = store.job_get(c.id)
     assert record is not None
     assert (record.progress.current, record.progress.message) == (2, "loading")
@@ -463,7 +463,7 @@ def test_progress_without_a_message_keeps_the_last_message(store: Store) -> None
 
 def test_later_progress_in_one_batch_wins(store: Store) -> None:
     c = run_one(store)
-    store.job_record(
+    store.job_write(
         progress=[ProgressUpdate(c.id, c.attempt, 1, 4), ProgressUpdate(c.id, c.attempt, 3, 4)]
     )
     record = store.job_get(c.id)
@@ -472,24 +472,24 @@ def test_later_progress_in_one_batch_wins(store: Store) -> None:
 
 def test_messages_read_oldest_first_and_the_limit_keeps_the_newest(store: Store) -> None:
     c = run_one(store)
-    store.job_record(messages=[MessageAdd(c.id, c.attempt, f"line {i}") for i in range(5)])
-    store.job_record(messages=[MessageAdd(c.id, c.attempt, "line 5")])
+    store.job_write(messages=[MessageAdd(c.id, c.attempt, f"line {i}") for i in range(5)])
+    store.job_write(messages=[MessageAdd(c.id, c.attempt, "line 5")])
     assert [m.text for m in store.job_messages(c.id)] == [f"line {i}" for i in range(6)]
     assert [m.text for m in store.job_messages(c.id, limit=2)] == ["line 4", "line 5"]
 
 
 def test_saved_values_merge_into_one_object(store: Store) -> None:
     c = run_one(store)
-    store.job_record(
+    store.job_write(
         saves=[SaveValue(c.id, c.attempt, "a", "1"), SaveValue(c.id, c.attempt, "b", "[2]")]
     )
-    store.job_record(saves=[SaveValue(c.id, c.attempt, "a", '"one"')])
+    store.job_write(saves=[SaveValue(c.id, c.attempt, "a", '"one"')])
     record = store.job_get(c.id)
     assert record is not None and json.loads(record.saved) == {"a": "one", "b": [2]}
 
 
 def test_record_with_nothing_to_write_returns_nothing(store: Store) -> None:
-    assert store.job_record() == []
+    assert store.job_write() == []
 
 
 # -- leases ------------------------------------------------------------------------------
@@ -509,7 +509,7 @@ def test_lease_renew_extends_held_leases(store: Store) -> None:
 def test_lease_renew_reports_lost_runs_and_cancel_requests(store: Store) -> None:
     kept, cancelled, finished = run_one(store), run_one(store), run_one(store)
     store.job_cancel([cancelled.id])
-    store.job_record(outcomes=[Outcome(finished.id, finished.attempt, Q.SUCCEEDED, "1")])
+    store.job_write(outcomes=[Outcome(finished.id, finished.attempt, Q.SUCCEEDED, "1")])
     ghost = uuid7()
     result = store.lease_renew(
         worker_id="w1",
@@ -562,7 +562,7 @@ def test_outcome_of_a_rescued_run_is_refused(store: Store) -> None:
     (c,) = claim(store, lease=0.05)
     time.sleep(0.1)
     store.lease_rescue_expired(crash_limit=3)
-    assert store.job_record(outcomes=[Outcome(job_id, c.attempt, Q.SUCCEEDED, "1")]) == [False]
+    assert store.job_write(outcomes=[Outcome(job_id, c.attempt, Q.SUCCEEDED, "1")]) == [False]
     assert state(store, job_id) is Q.QUEUED
 
 
@@ -590,14 +590,14 @@ def test_cancel_of_a_running_job_only_requests_it(store: Store) -> None:
 
 def test_cancel_leaves_finished_jobs_and_omits_unknown_ones(store: Store) -> None:
     c = run_one(store)
-    store.job_record(outcomes=[Outcome(c.id, c.attempt, Q.SUCCEEDED, "1")])
+    store.job_write(outcomes=[Outcome(c.id, c.attempt, Q.SUCCEEDED, "1")])
     ghost = uuid7()
     assert store.job_cancel([c.id, ghost]) == {c.id: Q.SUCCEEDED}
 
 
 def test_retry_requeues_finished_jobs_with_fresh_counts(store: Store) -> None:
     c = run_one(store)
-    store.job_record(outcomes=[Outcome(c.id, c.attempt, Q.QUARANTINED, error="{}", crashed=True)])
+    store.job_write(outcomes=[Outcome(c.id, c.attempt, Q.QUARANTINED, error="{}", crashed=True)])
     (queued,) = add(store)
     assert store.job_retry([c.id, queued, uuid7()]) == [c.id]
     record = store.job_get(c.id)
@@ -617,21 +617,21 @@ def test_retry_leaves_running_jobs_alone(store: Store) -> None:
 
 def test_retry_skips_a_job_whose_unique_key_is_taken_again(store: Store) -> None:
     c = run_one(store, unique_key="k")
-    store.job_record(outcomes=[Outcome(c.id, c.attempt, Q.FAILED, error="{}")])
+    store.job_write(outcomes=[Outcome(c.id, c.attempt, Q.FAILED, error="{}")])
     (other,) = add(store, unique_key="k")
     d = run_one(store)
-    store.job_record(outcomes=[Outcome(d.id, d.attempt, Q.FAILED, error="{}")])
+    store.job_write(outcomes=[Outcome(d.id, d.attempt, Q.FAILED, error="{}")])
     assert store.job_retry([c.id, d.id]) == [d.id]
     assert state(store, c.id) is Q.FAILED and state(store, other) is Q.QUEUED
 
 
 def test_delete_removes_jobs_with_their_history_but_not_running_ones(store: Store) -> None:
     done = run_one(store)
-    store.job_record(
+    store.job_write(
         outcomes=[Outcome(done.id, done.attempt, Q.SUCCEEDED, "1")],
     )
     running = run_one(store)
-    store.job_record(messages=[MessageAdd(running.id, running.attempt, "hi")])
+    store.job_write(messages=[MessageAdd(running.id, running.attempt, "hi")])
     (queued,) = add(store)
     assert sorted(store.job_delete([done.id, running.id, queued, uuid7()])) == sorted(
         [done.id, queued]
@@ -678,7 +678,7 @@ def test_counts_by_queue_and_state(store: Store) -> None:
     add(store, 2, queue="a")
     add(store, queue="a", delay=60)
     c = run_one(store, queue="b")
-    store.job_record(outcomes=[Outcome(c.id, c.attempt, Q.FAILED, error="{}")])
+    store.job_write(outcomes=[Outcome(c.id, c.attempt, Q.FAILED, error="{}")])
     run_one(store, queue="b")
     assert store.job_counts() == {
         ("a", "queued"): 2,
@@ -690,13 +690,13 @@ def test_counts_by_queue_and_state(store: Store) -> None:
 
 def test_prune_removes_old_finished_jobs_only(store: Store) -> None:
     old = run_one(store)
-    store.job_record(outcomes=[Outcome(old.id, old.attempt, Q.SUCCEEDED, "1")])
+    store.job_write(outcomes=[Outcome(old.id, old.attempt, Q.SUCCEEDED, "1")])
     failed = run_one(store)
-    store.job_record(outcomes=[Outcome(failed.id, failed.attempt, Q.FAILED, error="{}")])
+    store.job_write(outcomes=[Outcome(failed.id, failed.attempt, Q.FAILED, error="{}")])
     (queued,) = add(store)
     time.sleep(0.15)
     fresh = run_one(store)
-    store.job_record(outcomes=[Outcome(fresh.id, fresh.attempt, Q.SUCCEEDED, "1")])
+    store.job_write(outcomes=[Outcome(fresh.id, fresh.attempt, Q.SUCCEEDED, "1")])
     assert store.job_prune(older_than=0.1, states=[Q.SUCCEEDED, Q.QUEUED]) == 1
     assert store.job_get(old.id) is None and store.job_events(old.id) == []
     assert store.job_get(failed.id) is not None  # state not asked for
@@ -904,7 +904,7 @@ def _claim_until_empty(store: Store, worker: str, batch: int = 3) -> list[str]:
         if not claimed:
             return got
         got.extend(c.id for c in claimed)
-        store.job_record(
+        store.job_write(
             outcomes=[Outcome(c.id, c.attempt, Q.SUCCEEDED, "1", worker_id=worker) for c in claimed]
         )
 
@@ -964,7 +964,7 @@ def record_and_claim(
         worker_id=kw.pop("worker", "w1"), queues=kw.pop("queues", ("default",)),
         tasks=kw.pop("tasks", ("t",)), limit=limit, lease=kw.pop("lease", 30.0),
     )  # fmt: skip
-    return store.job_record_and_claim(claim=request, outcomes=outcomes, **kw)
+    return store.job_write_and_claim(claim=request, outcomes=outcomes, **kw)
 
 
 def done(j: ClaimedJob, state: JobState = Q.SUCCEEDED, **fields: Any) -> Outcome:

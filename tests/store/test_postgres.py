@@ -18,10 +18,10 @@ from offload.errors import ConfigError, SchemaError, StoreUnavailable
 from offload.ids import uuid7
 from offload.settings import Settings
 from offload.store import open_store
-from offload.store.base import JobState, NewJob
 from offload.store.migrate import latest_version
 from offload.store.postgres import ListenWaiter, PostgresStore
 from offload.testing import wait_for
+from offload.types import JobState, NewJob
 from tests.fixtures.postgres import PostgresServer, store_settings
 
 

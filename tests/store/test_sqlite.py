@@ -11,8 +11,8 @@ import pytest
 
 from offload.errors import ConfigError, StoreFull
 from offload.ids import uuid7
-from offload.store.base import JobState, NewJob, Outcome
 from offload.store.sqlite import SQLiteStore
+from offload.types import JobState, NewJob, Outcome
 from tests.fixtures.postgres import store_settings
 
 
@@ -129,7 +129,7 @@ def test_outcomes_still_land_past_the_free_space_watermark(sqlite_url: str) -> N
     try:
         (job_id,) = roomy.job_insert_many([job()])
         (c,) = full.job_claim(worker_id="w", queues=["default"], tasks=["t"], limit=1, lease=5)
-        assert full.job_record(outcomes=[Outcome(c.id, c.attempt, JobState.SUCCEEDED, "1")]) == [
+        assert full.job_write(outcomes=[Outcome(c.id, c.attempt, JobState.SUCCEEDED, "1")]) == [
             True
         ]
         record = roomy.job_get(job_id)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from offload.store.base import ProcessInfo
+from offload.types import ProcessInfo
 from tests.fixtures import processes
 from tests.worker import apps
 

@@ -29,7 +29,7 @@ from offload.cli.render import (
     timestamp,
 )
 from offload.jobs import Job
-from offload.store.base import JobEvent, JobFilter, JobMessage, JobRecord, JobState
+from offload.types import JobEvent, JobFilter, JobMessage, JobRow, JobState
 
 STATES = [s.value for s in JobState]
 
@@ -86,7 +86,7 @@ def list_jobs(
 PROGRESS_WIDTH, MESSAGE_WIDTH, CREATED_WIDTH = 100, 120, 150
 
 
-def jobs_table(records: Sequence[JobRecord], now: float, width: int = CREATED_WIDTH) -> Table:
+def jobs_table(records: Sequence[JobRow], now: float, width: int = CREATED_WIDTH) -> Table:
     """The jobs table. A narrower ``width`` leaves out the creation time, the message, then
     the progress, so that ids (to copy into other commands) and states show in full."""
     progress, message = width >= PROGRESS_WIDTH, width >= MESSAGE_WIDTH
@@ -123,7 +123,7 @@ def jobs_table(records: Sequence[JobRecord], now: float, width: int = CREATED_WI
     return table
 
 
-def record_json(record: JobRecord) -> dict[str, Any]:
+def record_json(record: JobRow) -> dict[str, Any]:
     """A job for ``--json``: every stored field, with JSON payloads decoded."""
     data = dataclasses.asdict(record)
     data["state"] = record.state.value
@@ -184,7 +184,7 @@ def render_job(
             console.print(Text(str(error["traceback"]).rstrip("\n"), style="dim"))
 
 
-def fields_table(r: JobRecord, now: float) -> Table:
+def fields_table(r: JobRow, now: float) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
@@ -224,7 +224,7 @@ def _relative(ts: float, now: float) -> str:
     return ""
 
 
-def progress_line(r: JobRecord) -> Table:
+def progress_line(r: JobRow) -> Table:
     p = r.progress
     grid = Table.grid(padding=(0, 1))
     if p.total:
@@ -273,7 +273,7 @@ def report(lines: list[tuple[str, bool]]) -> None:
         sys.exit(EXIT_FAILED)
 
 
-def refusal(app: Offload, job_id: str, why: Callable[[JobRecord], str]) -> tuple[str, bool]:
+def refusal(app: Offload, job_id: str, why: Callable[[JobRow], str]) -> tuple[str, bool]:
     record = app.store.job_get(job_id)
     if record is None:
         return f"{job_id}: no job with id {job_id!r}", False
@@ -289,7 +289,7 @@ def retry(app: Offload, job_ids: tuple[str, ...]) -> None:
     ids = unique(job_ids)
     done = set(app.store.job_retry(ids))
 
-    def why(r: JobRecord) -> str:
+    def why(r: JobRow) -> str:
         if r.state.finished:
             return "not retried: another job with the same unique key is waiting or running"
         return f"not retried: the job is {r.state.value} (only finished jobs can be retried)"
@@ -328,7 +328,7 @@ def delete(app: Offload, job_ids: tuple[str, ...]) -> None:
     ids = unique(job_ids)
     done = set(app.store.job_delete(ids))
 
-    def why(r: JobRecord) -> str:
+    def why(r: JobRow) -> str:
         return f"not deleted: the job is {r.state.value} (cancel it first)"
 
     report([(f"{i}: deleted", True) if i in done else refusal(app, i, why) for i in ids])

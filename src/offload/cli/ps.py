@@ -20,7 +20,7 @@ from offload.cli.render import (
     json_line,
     make_console,
 )
-from offload.store.base import ProcessInfo
+from offload.types import ProcessInfo
 
 #: Seconds a stopped process stays listed without ``--all``.
 STOPPED_SHOWN = 300.0

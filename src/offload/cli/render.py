@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.text import Text
 
-from offload.store.base import JobState
+from offload.types import JobState
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from offload.settings import Settings
-from offload.store.base import JobState, Store
+from offload.store.base import Store
+from offload.types import JobState
 
 __all__ = ["JobState", "Store", "open_store"]
 

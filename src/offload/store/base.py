@@ -1,6 +1,6 @@
 """The storage contract: everything offload asks of a database, in one class.
 
-Both backends (``sqlite.py``, ``postgres.py``) implement :class:`Store` and pass one
+Both backends (``store/sqlite/``, ``store/postgres/``) implement :class:`Store` and pass one
 conformance suite (``tests/store/test_contract.py``). Methods are named ``noun_verb`` so
 they sort by what they act on. Rules every backend keeps:
 
@@ -16,251 +16,26 @@ they sort by what they act on. Rules every backend keeps:
 from __future__ import annotations
 
 import abc
-import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-
-class JobState(enum.StrEnum):
-    """Where a job is in its life. ``scheduled`` is a queued job whose ``run_at`` is ahead."""
-
-    SCHEDULED = "scheduled"
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    QUARANTINED = "quarantined"
-
-    @property
-    def finished(self) -> bool:
-        """True for the terminal states."""
-        return self in _TERMINAL
-
-
-_TERMINAL = frozenset(
-    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.QUARANTINED}
+from offload.types import (
+    ClaimedJob,
+    ClaimRequest,
+    JobEvent,
+    JobFilter,
+    JobMessage,
+    JobRow,
+    JobState,
+    MessageAdd,
+    NewJob,
+    Outcome,
+    ProcessInfo,
+    ProgressUpdate,
+    RenewResult,
+    Rescued,
+    SaveValue,
 )
-TERMINAL_STATES = tuple(sorted(s.value for s in _TERMINAL))
-
-
-@dataclass(slots=True)  # not frozen: frozen __init__ costs ~1 us a field in bulk enqueues
-class NewJob:
-    """A job to insert. ``run_at`` None means ``store now + delay``."""
-
-    id: str
-    task: str
-    queue: str = "default"
-    args: str = "[]"
-    kwargs: str = "{}"
-    priority: int = 0
-    run_at: float | None = None
-    delay: float = 0.0
-    max_attempts: int = 1
-    timeout: float | None = None
-    #: JSON object text: per-job options the worker needs (backoff, memory_limit, ...).
-    options: str = "{}"
-    unique_key: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedJob:
-    """What a worker needs to run one claimed job."""
-
-    id: str
-    task: str
-    queue: str
-    args: str
-    kwargs: str
-    attempt: int
-    max_attempts: int
-    errors: int
-    crashes: int
-    timeout: float | None
-    options: str
-    priority: int = 0
-
-
-#: Columns that build a ClaimedJob, in field order (both backends select these).
-CLAIM_COLUMNS = (
-    "id, task, queue, args, kwargs, attempt, max_attempts, errors, crashes, timeout, options,"
-    " priority"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """The end of one run, written fenced on ``(job_id, attempt)``.
-
-    ``state`` is the next state: a terminal state, or ``QUEUED`` to run again after
-    ``delay`` seconds. ``count_error`` False requeues without using up an attempt (graceful
-    shutdown); ``crashed`` counts towards quarantine.
-    """
-
-    job_id: str
-    attempt: int
-    state: JobState
-    result: str | None = None
-    error: str | None = None
-    delay: float = 0.0
-    count_error: bool = True
-    crashed: bool = False
-    reason: str = ""
-    worker_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimRequest:
-    """The claim half of :meth:`Store.job_record_and_claim` (see :meth:`Store.job_claim`)."""
-
-    worker_id: str
-    queues: Sequence[str]
-    tasks: Sequence[str]
-    limit: int
-    lease: float
-
-
-@dataclass(frozen=True, slots=True)
-class ProgressUpdate:
-    job_id: str
-    attempt: int
-    current: float
-    total: float | None = None
-    message: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class MessageAdd:
-    job_id: str
-    attempt: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class SaveValue:
-    job_id: str
-    attempt: int
-    key: str
-    value: str  # JSON text
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    current: float = 0.0
-    total: float | None = None
-    message: str | None = None
-
-    @property
-    def percent(self) -> float | None:
-        """``current / total`` as a percentage, or None when the total is unknown."""
-        if not self.total:
-            return None
-        return max(0.0, min(100.0, 100.0 * self.current / self.total))
-
-
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    """A snapshot of one stored job."""
-
-    id: str
-    task: str
-    queue: str
-    state: JobState
-    priority: int
-    args: str
-    kwargs: str
-    attempt: int
-    max_attempts: int
-    errors: int
-    crashes: int
-    created_at: float
-    run_at: float
-    started_at: float | None
-    finished_at: float | None
-    leased_until: float | None
-    worker_id: str | None
-    timeout: float | None
-    options: str
-    unique_key: str | None
-    progress: Progress
-    result: str | None
-    error: str | None
-    saved: str
-    cancel_requested: bool
-
-
-@dataclass(frozen=True, slots=True)
-class JobEvent:
-    """One line of a job's history."""
-
-    at: float
-    attempt: int
-    kind: str
-    worker_id: str | None
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class JobMessage:
-    at: float
-    attempt: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class RenewResult:
-    """What a heartbeat learned: runs whose lease is gone, runs asked to cancel."""
-
-    lost: list[str] = field(default_factory=list)
-    cancel_requested: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessInfo:
-    """One row of the process table (a supervisor, child, drain or service)."""
-
-    id: str
-    kind: str
-    host: str
-    pid: int
-    parent_id: str | None = None
-    queues: str = ""
-    started_at: float = 0.0
-    heartbeat_at: float = 0.0
-    stopped_at: float | None = None
-    served: int = 0
-    failed: int = 0
-    current_job: str | None = None
-    rss: int = 0
-    peak_rss: int = 0
-    info: str = "{}"
-    #: Filled on read: running, gone (no heartbeat for 3 intervals) or stopped.
-    status: str = "running"
-
-
-#: Stored columns of a ProcessInfo, in field order (``status`` is computed on read).
-PROCESS_COLUMNS = (
-    "id, kind, host, pid, parent_id, queues, started_at, heartbeat_at, stopped_at, served,"
-    " failed, current_job, rss, peak_rss, info"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class JobFilter:
-    state: JobState | None = None
-    queue: str | None = None
-    task: str | None = None
-    limit: int = 50
-    #: Page backwards from this id (ids are time-ordered).
-    before_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Rescued:
-    job_id: str
-    attempt: int
-    state: JobState
 
 
 class Store(abc.ABC):
@@ -335,7 +110,7 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def job_record(
+    def job_write(
         self,
         *,
         outcomes: Sequence[Outcome] = (),
@@ -350,7 +125,7 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def job_record_and_claim(
+    def job_write_and_claim(
         self,
         *,
         claim: ClaimRequest,
@@ -359,21 +134,21 @@ class Store(abc.ABC):
         messages: Sequence[MessageAdd] = (),
         saves: Sequence[SaveValue] = (),
     ) -> tuple[list[bool], list[ClaimedJob]]:
-        """:meth:`job_record` then :meth:`job_claim`, in one transaction (one commit).
+        """:meth:`job_write` then :meth:`job_claim`, in one transaction (one commit).
 
         A worker's turn: the outcomes of the runs that just ended and the claim of the
         next jobs cost one commit, not two. The writes come first, so a job requeued to
         run now may be claimed again by the same call. All or nothing: when it raises,
-        nothing was recorded and nothing claimed. Returns what ``job_record`` returns and
+        nothing was recorded and nothing claimed. Returns what ``job_write`` returns and
         what ``job_claim`` returns.
         """
 
     @abc.abstractmethod
-    def job_get(self, job_id: str) -> JobRecord | None:
+    def job_get(self, job_id: str) -> JobRow | None:
         """The job with this id, or None."""
 
     @abc.abstractmethod
-    def job_list(self, filter: JobFilter) -> list[JobRecord]:
+    def job_list(self, filter: JobFilter) -> list[JobRow]:
         """Jobs matching ``filter``, newest first."""
 
     @abc.abstractmethod

@@ -41,15 +41,16 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from offload.errors import ConfigError, SchemaError, StoreError, StoreFull, StoreUnavailable
 from offload.settings import Settings, check_identifier
-from offload.store.base import (
-    CLAIM_COLUMNS,
-    PROCESS_COLUMNS,
+from offload.store.base import Store, Waiter
+from offload.store.migrate import check_version, latest_version, migrations
+from offload.store.rules import CLAIM_COLUMNS, PROCESS_COLUMNS
+from offload.types import (
     ClaimedJob,
     ClaimRequest,
     JobEvent,
     JobFilter,
     JobMessage,
-    JobRecord,
+    JobRow,
     JobState,
     MessageAdd,
     NewJob,
@@ -60,10 +61,7 @@ from offload.store.base import (
     RenewResult,
     Rescued,
     SaveValue,
-    Store,
-    Waiter,
 )
-from offload.store.migrate import check_version, latest_version, migrations
 
 T = TypeVar("T")
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -717,7 +715,7 @@ class PostgresStore(Store):
             (job_id, attempt, kind, worker, message),
         )
 
-    def job_record(
+    def job_write(
         self,
         *,
         outcomes: Sequence[Outcome] = (),
@@ -734,7 +732,7 @@ class PostgresStore(Store):
 
         return self._run_pipelined(record)
 
-    def job_record_and_claim(
+    def job_write_and_claim(
         self,
         *,
         claim: ClaimRequest,
@@ -790,7 +788,7 @@ class PostgresStore(Store):
         messages: Sequence[MessageAdd],
         saves: Sequence[SaveValue],
     ) -> list[psycopg.Cursor[tuple[Any, ...]]]:
-        """The statements of :meth:`job_record`, sent in the caller's pipelined
+        """The statements of :meth:`job_write`, sent in the caller's pipelined
         transaction; the cursors of the outcomes (one row: 1 if accepted)."""
         for s in saves:  # rare: a read-modify-write keeps the client's JSON text
             row = c.execute(
@@ -908,11 +906,11 @@ class PostgresStore(Store):
         }
         return c.execute(query, params)
 
-    def job_get(self, job_id: str) -> JobRecord | None:
+    def job_get(self, job_id: str) -> JobRow | None:
         rows = self._read(f"SELECT {_JOB_COLUMNS} FROM {{jobs}} WHERE id = %s", (job_id,))
         return _job_record(rows[0]) if rows else None
 
-    def job_list(self, filter: JobFilter) -> list[JobRecord]:
+    def job_list(self, filter: JobFilter) -> list[JobRow]:
         where: list[str] = []
         params: list[Any] = []
         if filter.state is JobState.SCHEDULED:
@@ -1278,8 +1276,8 @@ def _describe(params: dict[str, Any], schema: str) -> str:
     return f"postgresql://{who}{host}:{port}/{dbname} (schema {schema})"
 
 
-def _job_record(r: Sequence[Any]) -> JobRecord:
-    return JobRecord(
+def _job_record(r: Sequence[Any]) -> JobRow:
+    return JobRow(
         id=r[0], task=r[1], queue=r[2], state=JobState(r[3]), priority=r[4], args=r[5],
         kwargs=r[6], attempt=r[7], max_attempts=r[8], errors=r[9], crashes=r[10],
         created_at=r[11], run_at=r[12], started_at=r[13], finished_at=r[14],

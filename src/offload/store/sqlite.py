@@ -23,15 +23,17 @@ from typing import Any, TypeVar
 
 from offload.errors import ConfigError, StoreError, StoreFull, StoreUnavailable
 from offload.settings import Settings
-from offload.store.base import (
-    CLAIM_COLUMNS,
-    PROCESS_COLUMNS,
+from offload.store.base import Store, Waiter
+from offload.store.migrate import check_version, latest_version, migrations
+from offload.store.rules import CLAIM_COLUMNS, PROCESS_COLUMNS
+from offload.store.wake import SocketWaiter, WakeSender, wake_dir
+from offload.types import (
     ClaimedJob,
     ClaimRequest,
     JobEvent,
     JobFilter,
     JobMessage,
-    JobRecord,
+    JobRow,
     JobState,
     MessageAdd,
     NewJob,
@@ -42,11 +44,7 @@ from offload.store.base import (
     RenewResult,
     Rescued,
     SaveValue,
-    Store,
-    Waiter,
 )
-from offload.store.migrate import check_version, latest_version, migrations
-from offload.store.wake import SocketWaiter, WakeSender, wake_dir
 
 T = TypeVar("T")
 
@@ -432,7 +430,7 @@ class SQLiteStore(Store):
             (job_id, at, attempt, kind, worker, message),
         )
 
-    def job_record(
+    def job_write(
         self,
         *,
         outcomes: Sequence[Outcome] = (),
@@ -444,7 +442,7 @@ class SQLiteStore(Store):
             return []
         return self._write(lambda c: self._record(c, outcomes, progress, messages, saves))
 
-    def job_record_and_claim(
+    def job_write_and_claim(
         self,
         *,
         claim: ClaimRequest,
@@ -470,7 +468,7 @@ class SQLiteStore(Store):
         messages: Sequence[MessageAdd],
         saves: Sequence[SaveValue],
     ) -> list[bool]:
-        """The writes of :meth:`job_record`, inside the caller's write transaction."""
+        """The writes of :meth:`job_write`, inside the caller's write transaction."""
         now = time.time()
         if progress:
             c.executemany(
@@ -535,11 +533,11 @@ class SQLiteStore(Store):
         self._event(c, o.job_id, now, o.attempt, kind, o.worker_id, o.reason)
         return True
 
-    def job_get(self, job_id: str) -> JobRecord | None:
+    def job_get(self, job_id: str) -> JobRow | None:
         rows = self._read(f"SELECT {_JOB_COLUMNS} FROM offload_jobs WHERE id = ?", (job_id,))
         return _job_record(rows[0], time.time()) if rows else None
 
-    def job_list(self, filter: JobFilter) -> list[JobRecord]:
+    def job_list(self, filter: JobFilter) -> list[JobRow]:
         now = time.time()
         where: list[str] = []
         params: list[Any] = []
@@ -789,11 +787,11 @@ class SQLiteStore(Store):
         return str(self._read("PRAGMA integrity_check")[0][0])
 
 
-def _job_record(r: Sequence[Any], now: float) -> JobRecord:
+def _job_record(r: Sequence[Any], now: float) -> JobRow:
     state = JobState(r[3])
     if state is JobState.QUEUED and r[12] > now:
         state = JobState.SCHEDULED
-    return JobRecord(
+    return JobRow(
         id=r[0], task=r[1], queue=r[2], state=state, priority=r[4], args=r[5], kwargs=r[6],
         attempt=r[7], max_attempts=r[8], errors=r[9], crashes=r[10], created_at=r[11],
         run_at=r[12], started_at=r[13], finished_at=r[14], leased_until=r[15], worker_id=r[16],

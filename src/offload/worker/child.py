@@ -17,45 +17,14 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from offload.execution import execute
-from offload.store.base import ClaimedJob
-from offload.tasks import decode_options
+from offload.reporters import PipeReporter
+from offload.serialization import decode_options
+from offload.types import ClaimedJob
 from offload.worker import protocol
 from offload.worker.limits import address_space_limit, peak_rss_self, set_parent_death_signal
 
 if TYPE_CHECKING:
     from offload.app import Offload
-
-
-class PipeReporter:
-    """Sends a job's progress, log lines and saved values to the supervisor.
-
-    Cancellation is learnt lazily: reading ``ctx.cancel_requested`` polls the pipe without
-    blocking, so a job that never asks pays nothing.
-    """
-
-    def __init__(self, child: Child, job: ClaimedJob) -> None:
-        self._child = child
-        self._job = job
-        self._cancel = False
-
-    def progress(self, current: float, total: float | None, message: str | None) -> None:
-        self._child.send(
-            op="progress", job=self._job.id, attempt=self._job.attempt,
-            current=current, total=total, message=message,
-        )  # fmt: skip
-
-    def message(self, text: str) -> None:
-        self._child.send(op="message", job=self._job.id, attempt=self._job.attempt, text=text)
-
-    def save(self, key: str, value: str) -> None:
-        self._child.send(
-            op="save", job=self._job.id, attempt=self._job.attempt, key=key, value=value
-        )
-
-    def cancel_requested(self) -> bool:
-        if not self._cancel:
-            self._cancel = self._job.id in self._child.poll_cancels()
-        return self._cancel
 
 
 class Child:
@@ -118,7 +87,7 @@ class Child:
             return None
 
     def _run(self, job: ClaimedJob) -> None:
-        reporter = PipeReporter(self, job)
+        reporter = PipeReporter(job.id, job.attempt, self.send, self.poll_cancels)
         limit = decode_options(job.options).get("memory_limit") if job.options != "{}" else None
         started = time.perf_counter()
         with address_space_limit(limit if isinstance(limit, int) else None):

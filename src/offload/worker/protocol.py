@@ -25,7 +25,7 @@ import dataclasses
 import json
 from typing import Any
 
-from offload.store.base import ClaimedJob, JobState, Outcome
+from offload.types import ClaimedJob, JobState, Outcome
 
 Message = dict[str, Any]
 

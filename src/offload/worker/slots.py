@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from offload.store.base import ClaimedJob
+from offload.types import ClaimedJob
 
 
 class Ending(enum.Enum):

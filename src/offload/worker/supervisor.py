@@ -3,7 +3,7 @@
 It runs no job code. One thread, one loop, blocked in ``multiprocessing.connection.wait``
 on the children's pipes and exit sentinels, the store's wake-up socket and a signal socket.
 Each turn of the loop it reads what the children sent, enforces timeouts, heartbeats,
-writes everything pending in one ``job_record`` transaction, and claims as many jobs as it
+writes everything pending in one ``job_write`` transaction, and claims as many jobs as it
 has idle children (never more: no prefetch).
 
 **Start method: fork, with no store connection open.** Children are forked from the
@@ -44,26 +44,26 @@ from typing import TYPE_CHECKING, Any
 
 from offload import logs
 from offload.errors import ConfigError
-from offload.execution import after_crash, after_error, error_json
+from offload.retry import after_crash, after_error
 from offload.settings import check_identifier
-from offload.store.base import (
+from offload.store.base import Store, Waiter
+from offload.types import (
     ClaimedJob,
     ClaimRequest,
+    ErrorInfo,
     JobState,
     MessageAdd,
     Outcome,
     ProcessInfo,
     ProgressUpdate,
     SaveValue,
-    Store,
-    Waiter,
 )
 from offload.worker import protocol
 from offload.worker.child import child_main
 from offload.worker.limits import describe_exit, peak_rss_self, rss_of
-from offload.worker.records import PendingWrites, Recorder, StoreGuard
 from offload.worker.signals import StopRequests
 from offload.worker.slots import Ending, Slot
+from offload.worker.writes import PendingWrites, Recorder, StoreGuard
 
 if TYPE_CHECKING:
     from offload.app import Offload
@@ -521,7 +521,7 @@ class Supervisor:
             return None
         if slot.ending is Ending.TIMEOUT:
             text = f"timed out after {job.timeout:g} s"
-            return after_error(job, error_json("Timeout", text), text, worker_id=wid)
+            return after_error(job, ErrorInfo("Timeout", text), text, worker_id=wid)
         if slot.ending is Ending.SHUTDOWN or self._stopped_from_outside(slot):
             return Outcome(
                 job.id, job.attempt, JobState.QUEUED, count_error=False,
@@ -529,7 +529,7 @@ class Supervisor:
             )  # fmt: skip
         message = f"the child process running the job died ({exit_text})"
         return after_crash(
-            job, error_json("WorkerCrash", message), f"child {slot.pid} {exit_text}",
+            job, ErrorInfo("WorkerCrash", message), f"child {slot.pid} {exit_text}",
             crash_limit=self.settings.crash_limit, worker_id=wid,
         )  # fmt: skip
 

@@ -1,7 +1,7 @@
 """What a supervisor writes to the store, and how it survives the store being down.
 
 Reports from children (progress, log lines, saved values, outcomes) wait in
-:class:`PendingWrites` and go out together in one ``job_record`` transaction. When a write
+:class:`PendingWrites` and go out together in one ``job_write`` transaction. When a write
 fails, nothing is dropped: the batch is merged back and retried after a jittered backoff,
 while the supervisor's children keep running.
 """
@@ -15,15 +15,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from offload import logs
-from offload.store.base import (
-    ClaimedJob,
-    ClaimRequest,
-    MessageAdd,
-    Outcome,
-    ProgressUpdate,
-    SaveValue,
-    Store,
-)
+from offload.store.base import Store
+from offload.types import ClaimedJob, ClaimRequest, MessageAdd, Outcome, ProgressUpdate, SaveValue
 
 T = TypeVar("T")
 
@@ -74,7 +67,7 @@ class StoreGuard:
 
 @dataclass
 class PendingWrites:
-    """Writes waiting for the next ``job_record`` transaction."""
+    """Writes waiting for the next ``job_write`` transaction."""
 
     outcomes: list[Outcome] = field(default_factory=list)
     #: Coalesced: only the latest progress of each run is written.
@@ -145,7 +138,7 @@ class Recorder:
         self.last_flush = time.monotonic()
 
         def write() -> tuple[list[bool], list[ClaimedJob]]:
-            return self._store().job_record_and_claim(
+            return self._store().job_write_and_claim(
                 claim=claim, outcomes=batch.outcomes, progress=list(batch.progress.values()),
                 messages=batch.messages, saves=batch.saves,
             )  # fmt: skip
@@ -176,7 +169,7 @@ class Recorder:
 
     def _write(self, batch: PendingWrites) -> list[bool]:
         store = self._store()
-        accepted = store.job_record(
+        accepted = store.job_write(
             outcomes=batch.outcomes, progress=list(batch.progress.values()),
             messages=batch.messages, saves=batch.saves,
         )  # fmt: skip
