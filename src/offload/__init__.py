@@ -25,7 +25,9 @@ from offload.errors import (
     JobNotFinished,
     JobNotFound,
     OffloadError,
+    PayloadTooLarge,
     Retry,
+    SchemaError,
     SerializationError,
     StoreError,
     StoreFull,
@@ -36,13 +38,14 @@ from offload.errors import (
 from offload.jobs import Job
 from offload.settings import Settings
 from offload.tasks import Task
-from offload.types import JobState, Progress
+from offload.types import ErrorInfo, JobState, Progress
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Cancel",
     "ConfigError",
+    "ErrorInfo",
     "Job",
     "JobCancelled",
     "JobContext",
@@ -52,8 +55,10 @@ __all__ = [
     "JobState",
     "Offload",
     "OffloadError",
+    "PayloadTooLarge",
     "Progress",
     "Retry",
+    "SchemaError",
     "SerializationError",
     "Settings",
     "StoreError",

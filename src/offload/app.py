@@ -6,14 +6,14 @@ import inspect
 import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Concatenate, Literal, Protocol, TypeVar, overload
+from typing import Any, Concatenate, Literal, Protocol, TypeVar, Unpack, overload
 
 from offload.context import JobContext
 from offload.errors import ConfigError, JobNotFound, TaskNotFound
 from offload.jobs import Job
 from offload.settings import Settings
 from offload.store.base import Store
-from offload.tasks import AsyncTask, P, R, Task, TaskOptions
+from offload.tasks import TASK_OPTIONS, AsyncTask, P, R, Task, TaskOptionArgs, TaskOptions
 from offload.types import NewJob
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -90,12 +90,7 @@ class Offload:
         *,
         context: Literal[True],
         name: str | None = ...,
-        queue: str = ...,
-        priority: int = ...,
-        retries: int = ...,
-        backoff: float | Sequence[float] = ...,
-        timeout: float | None = ...,
-        memory_limit: int | None = ...,
+        **options: Unpack[TaskOptionArgs],
     ) -> ContextTaskDecorator: ...
 
     @overload
@@ -105,12 +100,7 @@ class Offload:
         *,
         context: Literal[False] = ...,
         name: str | None = ...,
-        queue: str = ...,
-        priority: int = ...,
-        retries: int = ...,
-        backoff: float | Sequence[float] = ...,
-        timeout: float | None = ...,
-        memory_limit: int | None = ...,
+        **options: Unpack[TaskOptionArgs],
     ) -> TaskDecorator: ...
 
     @overload
@@ -125,12 +115,7 @@ class Offload:
         *,
         context: bool = False,
         name: str | None = None,
-        queue: str = "default",
-        priority: int = 0,
-        retries: int = 3,
-        backoff: float | Sequence[float] = 2.0,
-        timeout: float | None = None,
-        memory_limit: int | None = None,
+        **options: Unpack[TaskOptionArgs],
     ) -> Any:
         """Register a function as a task (use as ``@app.task`` or ``@app.task(...)``).
 
@@ -140,19 +125,18 @@ class Offload:
         (seconds; the worker kills the job from outside), ``memory_limit`` (bytes),
         ``context`` (pass a :class:`JobContext` as the first argument).
         """
+        unknown = set(options) - TASK_OPTIONS
+        if unknown:
+            raise ConfigError(f"unknown task option(s): {', '.join(sorted(unknown))}")
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             task_name = name or f"{func.__module__}.{func.__qualname__}"
-            options = TaskOptions(
-                name=task_name, queue=queue, priority=priority, retries=retries,
-                backoff=backoff if isinstance(backoff, int | float) else tuple(backoff),
-                timeout=timeout, memory_limit=memory_limit, context=context,
-            )  # fmt: skip
+            task_options = TaskOptions(name=task_name, context=context, **options)
             existing = self.tasks.get(task_name)
             if existing is not None and existing.fn is not func:
                 raise ConfigError(f"a task named {task_name!r} is already registered")
             cls = AsyncTask if inspect.iscoroutinefunction(func) else Task
-            task: Task[Any, Any] = cls(self, func, options)
+            task: Task[Any, Any] = cls(self, func, task_options)
             self.tasks[task_name] = task
             return task
 

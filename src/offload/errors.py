@@ -24,7 +24,7 @@ Control flow raised by task code, not errors: :class:`Retry` (run again later) a
 
 from __future__ import annotations
 
-from typing import Any
+from offload.types import ErrorInfo
 
 
 class OffloadError(Exception):
@@ -79,12 +79,12 @@ class JobNotFound(OffloadError, LookupError):
 class JobFailed(OffloadError):
     """The job ended ``failed`` or ``quarantined``; carries what the worker captured."""
 
-    def __init__(self, job_id: str, error: dict[str, Any] | None) -> None:
-        error = error or {}
+    def __init__(self, job_id: str, error: ErrorInfo | None) -> None:
         self.job_id = job_id
-        self.error_type: str = str(error.get("type", "Error"))
-        self.error_message: str = str(error.get("message", ""))
-        self.traceback: str = str(error.get("traceback", ""))
+        self.error = error or ErrorInfo("Error", "")
+        self.error_type: str = self.error.type
+        self.error_message: str = self.error.message
+        self.traceback: str = self.error.traceback
         super().__init__(f"job {job_id} failed: {self.error_type}: {self.error_message}")
 
 

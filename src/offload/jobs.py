@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from offload.errors import JobCancelled, JobFailed, JobNotFinished, JobNotFound, WaitTimeout
 from offload.serialization import loads
 from offload.store.rules import derived_state
-from offload.types import JobEvent, JobMessage, JobRow, JobState, NewJob, Progress
+from offload.types import ErrorInfo, JobEvent, JobMessage, JobRow, JobState, NewJob, Progress
 
 if TYPE_CHECKING:
     from offload.app import Offload
@@ -97,7 +97,13 @@ class Job(Generic[R]):
     @property
     def error(self) -> dict[str, Any] | None:
         """``{"type", "message", "traceback"}`` of the last error, if any."""
-        return cast(dict[str, Any], loads(self._record.error)) if self._record.error else None
+        info = self.error_info
+        return dict(info.to_dict()) if info is not None else None
+
+    @property
+    def error_info(self) -> ErrorInfo | None:
+        """The last error, if any, as an :class:`~offload.types.ErrorInfo`."""
+        return ErrorInfo.from_json(self._record.error)
 
     @property
     def created_at(self) -> dt.datetime:
@@ -166,7 +172,7 @@ class Job(Generic[R]):
         if state is JobState.SUCCEEDED:
             return cast(R, loads(self._record.result) if self._record.result else None)
         if state in (JobState.FAILED, JobState.QUARANTINED):
-            raise JobFailed(self.id, self.error)
+            raise JobFailed(self.id, self.error_info)
         if state is JobState.CANCELLED:
             raise JobCancelled(f"job {self.id} was cancelled")
         raise JobNotFinished(f"job {self.id} is {state.value}; it has no result yet")
@@ -195,11 +201,11 @@ def snapshot(new: NewJob, now: float) -> JobRow:
     run_at = new.run_at if new.run_at is not None else now + new.delay
     return JobRow(
         id=new.id, task=new.task, queue=new.queue, priority=new.priority,
-        state=derived_state(JobState.QUEUED, run_at, now), args=new.args, kwargs=new.kwargs, attempt=0, max_attempts=new.max_attempts, errors=0,
-        crashes=0, created_at=now, run_at=run_at, started_at=None, finished_at=None,
-        leased_until=None, worker_id=None, timeout=new.timeout, options=new.options,
-        unique_key=new.unique_key, progress=Progress(), result=None, error=None, saved="{}",
-        cancel_requested=False,
+        state=derived_state(JobState.QUEUED, run_at, now), args=new.args, kwargs=new.kwargs,
+        attempt=0, max_attempts=new.max_attempts, errors=0, crashes=0, created_at=now,
+        run_at=run_at, started_at=None, finished_at=None, leased_until=None, worker_id=None,
+        timeout=new.timeout, options=new.options, unique_key=new.unique_key,
+        progress=Progress(), result=None, error=None, saved="{}", cancel_requested=False,
     )  # fmt: skip
 
 

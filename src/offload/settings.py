@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from offload.errors import ConfigError
@@ -150,45 +150,79 @@ class Settings:
         """
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for f in fields(cls):
-            key = "OFFLOAD_" + f.name.upper()
+        for name, parse in ENV_PARSERS.items():
+            key = "OFFLOAD_" + name.upper()
             if key in environ:
-                values[f.name] = _parse(key, environ[key], cls._field_kind(f.name))
-        unknown = set(overrides) - {f.name for f in fields(cls)}
+                values[name] = parse(key, environ[key])
+        unknown = set(overrides) - set(ENV_PARSERS)
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
-    @staticmethod
-    def _field_kind(name: str) -> str:
-        defaults = Settings.__dataclass_fields__[name]
-        kind = str(defaults.type)
-        if "bool" in kind:
-            return "bool"
-        if "float" in kind:
-            return "float"
-        if "int" in kind:
-            return "int"
-        return "str"
+
+# -- parsing OFFLOAD_* text: one explicit parser per setting -------------------------------
+def _text(key: str, raw: str) -> str:
+    return raw
 
 
-def _parse(key: str, raw: str, kind: str) -> Any:
+def _optional_text(key: str, raw: str) -> str | None:
+    return None if raw.strip().lower() in ("", "none") else raw
+
+
+def _number(key: str, raw: str) -> float:
     try:
-        if kind == "bool":
-            lowered = raw.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "int":
-            return None if raw.strip().lower() in ("", "none") else int(raw)
-        return raw
+        return float(raw)
     except ValueError:
-        raise ConfigError(f"{key}: expected a {kind}, got {raw!r}") from None
+        raise ConfigError(f"{key}: expected a float, got {raw!r}") from None
+
+
+def _integer(key: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{key}: expected an int, got {raw!r}") from None
+
+
+def _optional_integer(key: str, raw: str) -> int | None:
+    return None if raw.strip().lower() in ("", "none") else _integer(key, raw)
+
+
+def _flag(key: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{key}: expected a bool, got {raw!r}")
+
+
+#: How each setting is read from its ``OFFLOAD_<NAME>`` variable (a test checks that every
+#: field of :class:`Settings` has one, of the field's type).
+ENV_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "url": _text,
+    "lease": _number,
+    "heartbeat": _number,
+    "poll_interval": _number,
+    "max_payload_bytes": _integer,
+    "busy_timeout": _number,
+    "synchronous": _text,
+    "min_free_bytes": _integer,
+    "schema": _text,
+    "pool_min": _integer,
+    "pool_max": _integer,
+    "concurrency": _integer,
+    "recycle_min": _integer,
+    "recycle_max": _integer,
+    "child_memory_limit": _optional_integer,
+    "shutdown_grace": _number,
+    "kill_grace": _number,
+    "batch_max": _integer,
+    "batch_wait": _number,
+    "crash_limit": _integer,
+    "inline": _flag,
+    "hostname": _optional_text,
+}
 
 
 def _positive(name: str, value: object) -> None:

@@ -8,7 +8,7 @@ import functools
 import inspect
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
 
 from offload.errors import ConfigError, PayloadTooLarge, SerializationError
 from offload.ids import uuid7
@@ -23,7 +23,31 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_UNSET: Any = object()
+
+class TaskOptionArgs(TypedDict, total=False):
+    """The options a task declares, written once: ``@app.task(**options)`` and
+    ``task.using(**options)`` both take them (see :class:`TaskOptions` for their meaning
+    and defaults). A new option is a field here and one in :class:`TaskOptions`."""
+
+    queue: str
+    priority: int
+    retries: int
+    backoff: float | Sequence[float]
+    timeout: float | None
+    memory_limit: int | None
+
+
+class UsingArgs(TaskOptionArgs, total=False):
+    """What ``task.using(...)`` takes: the task options, and options of one call."""
+
+    delay: float | dt.timedelta
+    run_at: dt.datetime | float
+    unique_key: str | None
+    connection: Any
+
+
+TASK_OPTIONS = frozenset(TaskOptionArgs.__annotations__)
+CALL_OPTIONS = frozenset(UsingArgs.__annotations__) - TASK_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -39,7 +63,8 @@ class TaskOptions:
     queue: str = "default"
     priority: int = 0
     retries: int = 3
-    backoff: float | tuple[float, ...] = 2.0
+    #: Normalised to a tuple when it is a list of delays.
+    backoff: float | Sequence[float] = 2.0
     timeout: float | None = None
     memory_limit: int | None = None
     context: bool = False
@@ -52,7 +77,7 @@ class TaskOptions:
         check_identifier("queue", self.queue)
         _int_option("priority", self.priority, minimum=-(2**31), maximum=2**31 - 1)
         _int_option("retries", self.retries, minimum=0, maximum=10_000)
-        if isinstance(self.backoff, list | tuple):
+        if isinstance(self.backoff, Sequence) and not isinstance(self.backoff, str):
             if not self.backoff or not all(_is_seconds(d) for d in self.backoff):
                 raise ConfigError(
                     f"expected backoff to be seconds or a non-empty list of seconds, "
@@ -70,6 +95,10 @@ class TaskOptions:
             _int_option("memory_limit", self.memory_limit, minimum=1 << 20, maximum=1 << 50)
         if not isinstance(self.context, bool):
             raise ConfigError(f"expected context to be a bool, got {self.context!r}")
+
+    def replace(self, **changes: Any) -> TaskOptions:
+        """A copy with some options changed (validated again)."""
+        return dataclasses.replace(self, **changes)
 
     @functools.cached_property
     def encoded(self) -> str:
@@ -130,46 +159,28 @@ class Task(Generic[P, R]):
         result: R = self.fn(*_with_context(self, args), **kwargs)
         return result
 
-    def using(
-        self,
-        *,
-        queue: str = _UNSET,
-        priority: int = _UNSET,
-        retries: int = _UNSET,
-        backoff: float | Sequence[float] = _UNSET,
-        timeout: float | None = _UNSET,
-        memory_limit: int | None = _UNSET,
-        delay: float | dt.timedelta = _UNSET,
-        run_at: dt.datetime | float = _UNSET,
-        unique_key: str | None = _UNSET,
-        connection: Any = _UNSET,
-    ) -> Task[P, R]:
+    def using(self, **changes: Unpack[UsingArgs]) -> Task[P, R]:
         """A copy of this task with options changed for the jobs it enqueues.
 
         >>> resize.using(queue="urgent", delay=30, unique_key="resize:42").enqueue(42, 800)
         """
-        task_changes: dict[str, Any] = {
-            k: v
-            for k, v in dict(
-                queue=queue, priority=priority, retries=retries, backoff=backoff,
-                timeout=timeout, memory_limit=memory_limit,
-            ).items()
-            if v is not _UNSET
-        }  # fmt: skip
+        unknown = set(changes) - TASK_OPTIONS - CALL_OPTIONS
+        if unknown:
+            raise ConfigError(f"unknown option(s) for using(): {', '.join(sorted(unknown))}")
+        task_changes: dict[str, Any] = {k: v for k, v in changes.items() if k in TASK_OPTIONS}
         call_changes: dict[str, Any] = {}
-        if delay is not _UNSET:
-            call_changes["delay"] = _seconds("delay", delay)
-        if run_at is not _UNSET:
-            call_changes["run_at"] = _timestamp(run_at)
-        if unique_key is not _UNSET:
+        if "delay" in changes:
+            call_changes["delay"] = _seconds("delay", changes["delay"])
+        if "run_at" in changes:
+            call_changes["run_at"] = _timestamp(changes["run_at"])
+        if "unique_key" in changes:
+            unique_key = changes["unique_key"]
             if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
                 raise ConfigError(f"expected unique_key to be a non-empty str, got {unique_key!r}")
             call_changes["unique_key"] = unique_key
-        if connection is not _UNSET:
-            call_changes["connection"] = connection
-        if isinstance(task_changes.get("backoff"), list):
-            task_changes["backoff"] = tuple(task_changes["backoff"])
-        options = dataclasses.replace(self.options, **task_changes)
+        if "connection" in changes:
+            call_changes["connection"] = changes["connection"]
+        options = self.options.replace(**task_changes)
         return type(self)(
             self.app, self.fn, options, dataclasses.replace(self.call, **call_changes)
         )

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 import click
 
@@ -35,7 +34,3 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="offload")
 def main() -> None:
     """offload: background jobs on SQLite or PostgreSQL."""
-
-
-def run(*args: Any) -> None:  # pragma: no cover - console entry point
-    main(*args)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -19,7 +18,6 @@ from offload.app import Offload
 from offload.cli.common import EXIT_FAILED, app_options, handle_errors
 from offload.cli.render import (
     cell,
-    decode,
     human_duration,
     json_line,
     make_console,
@@ -30,6 +28,7 @@ from offload.cli.render import (
 )
 from offload.jobs import Job
 from offload.types import JobEvent, JobFilter, JobMessage, JobRow, JobState
+from offload.views import decode, job_detail, job_dict
 
 STATES = [s.value for s in JobState]
 
@@ -71,7 +70,7 @@ def list_jobs(
     )  # fmt: skip
     if as_json:
         for record in records:
-            click.echo(json_line(record_json(record)))
+            click.echo(json_line(job_dict(record)))
         return
     console = make_console()
     if not records:
@@ -123,16 +122,6 @@ def jobs_table(records: Sequence[JobRow], now: float, width: int = CREATED_WIDTH
     return table
 
 
-def record_json(record: JobRow) -> dict[str, Any]:
-    """A job for ``--json``: every stored field, with JSON payloads decoded."""
-    data = dataclasses.asdict(record)
-    data["state"] = record.state.value
-    data["progress"]["percent"] = record.progress.percent
-    for key in ("args", "kwargs", "options", "result", "error", "saved"):
-        data[key] = decode(data[key])
-    return data
-
-
 # -- show -----------------------------------------------------------------------------------
 @jobs.command("show", short_help="Show one job in full.")
 @app_options
@@ -144,9 +133,7 @@ def show(app: Offload, job_id: str, as_json: bool) -> None:
     job = app.get_job(job_id)
     events, messages = job.events(), job.messages()
     if as_json:
-        data = record_json(job.record)
-        data["events"] = [dataclasses.asdict(e) for e in events]
-        data["messages"] = [dataclasses.asdict(m) for m in messages]
+        data = job_detail(job.record, events, messages)
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     console = make_console()

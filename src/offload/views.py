@@ -1,0 +1,98 @@
+"""Jobs and processes as plain data: one source for ``--json`` output, ``offload ps``, and
+what reads the store for people next (the dashboard, metrics).
+
+Everything here is a pure function of rows read from the store: dicts of str, numbers,
+None, lists and dicts, ready for ``json.dumps``. JSON payloads stored as text (arguments,
+results, options, saved data, errors, process info) are decoded; text that is not JSON is
+kept as the string it is. A process's running/gone/stopped status is decided by the store
+with :func:`offload.store.rules.process_statuses`, never here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from offload.types import JobEvent, JobMessage, JobRow, ProcessInfo
+
+_PAYLOADS = ("args", "kwargs", "options", "result", "error", "saved")
+
+
+def decode(text: str | None) -> Any:
+    """Stored JSON text as a value; text that is not JSON is returned unchanged."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+
+
+def job_dict(row: JobRow) -> dict[str, Any]:
+    """A job: every stored field, the state as its name, JSON payloads decoded and
+    ``progress.percent`` added."""
+    data = dataclasses.asdict(row)
+    data["state"] = row.state.value
+    data["progress"]["percent"] = row.progress.percent
+    for key in _PAYLOADS:
+        data[key] = decode(data[key])
+    return data
+
+
+def job_detail(
+    row: JobRow, events: Sequence[JobEvent], messages: Sequence[JobMessage]
+) -> dict[str, Any]:
+    """A job with its history and its messages."""
+    data = job_dict(row)
+    data["events"] = [dataclasses.asdict(e) for e in events]
+    data["messages"] = [dataclasses.asdict(m) for m in messages]
+    return data
+
+
+def uptime(p: ProcessInfo, now: float) -> float:
+    """Seconds the process has lived: until it stopped, or until its last heartbeat."""
+    if p.status == "stopped" and p.stopped_at is not None:
+        end = p.stopped_at
+    elif p.status == "gone":
+        end = p.heartbeat_at
+    else:
+        end = now
+    return max(0.0, end - p.started_at)
+
+
+def process_dict(p: ProcessInfo, now: float) -> dict[str, Any]:
+    """A process row: every stored field, ``info`` decoded, plus ``uptime`` seconds."""
+    data = dataclasses.asdict(p)
+    data["info"] = decode(p.info)
+    data["uptime"] = round(uptime(p, now), 3)
+    return data
+
+
+def tree_order(rows: Sequence[ProcessInfo]) -> list[ProcessInfo]:
+    """Each process followed by its children (rows come in start order already)."""
+    ids = {p.id for p in rows}
+    children: dict[str, list[ProcessInfo]] = {}
+    roots = []
+    for p in rows:
+        if p.parent_id and p.parent_id in ids and p.parent_id != p.id:
+            children.setdefault(p.parent_id, []).append(p)
+        else:
+            roots.append(p)
+    out: list[ProcessInfo] = []
+    seen: set[str] = set()
+
+    def visit(p: ProcessInfo) -> None:
+        if p.id in seen:
+            return
+        seen.add(p.id)
+        out.append(p)
+        for child in children.get(p.id, []):
+            visit(child)
+
+    for p in roots:
+        visit(p)
+    for p in rows:  # a parent cycle has no root; list what is left as it came
+        visit(p)
+    return out
