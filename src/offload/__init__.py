@@ -36,7 +36,7 @@ from offload.errors import (
     WaitTimeout,
 )
 from offload.jobs import Job
-from offload.settings import Settings
+from offload.settings import ConfigWarning, Settings
 from offload.tasks import Task
 from offload.types import ErrorInfo, JobState, Progress
 
@@ -45,6 +45,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Cancel",
     "ConfigError",
+    "ConfigWarning",
     "ErrorInfo",
     "Job",
     "JobCancelled",

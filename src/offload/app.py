@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import inspect
 import os
+import threading
 import time
+import warnings
+import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Concatenate, Literal, Protocol, TypeVar, Unpack, overload
 
 from offload.context import JobContext
 from offload.errors import ConfigError, JobNotFound, TaskNotFound
 from offload.jobs import Job
-from offload.settings import Settings
+from offload.settings import ConfigWarning, Settings
 from offload.store.base import Store
-from offload.tasks import TASK_OPTIONS, AsyncTask, P, R, Task, TaskOptionArgs, TaskOptions
+from offload.tasks import (
+    TASK_OPTIONS,
+    AsyncTask,
+    P,
+    R,
+    Task,
+    TaskOptionArgs,
+    TaskOptions,
+    _unregistered,
+)
 from offload.types import NewJob
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,17 +72,25 @@ class Offload:
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._store: Store | None = None
         self._store_pid = 0
+        # Threads of a web server make their first enqueue at once: one store (one
+        # connection pool) per process, not one per thread that raced to open it.
+        self._store_lock = threading.Lock()
+        _apps.add(self)
 
     # -- the store -----------------------------------------------------------------------
     @property
     def store(self) -> Store:
         """The store, opened on first use (and again in a forked child)."""
-        if self._store is None or self._store_pid != os.getpid():
-            from offload.store import open_store
+        store = self._store
+        if store is not None and self._store_pid == os.getpid():
+            return store
+        with self._store_lock:
+            if self._store is None or self._store_pid != os.getpid():
+                from offload.store import open_store  # the drivers load on first use
 
-            self._store = open_store(self.settings)
-            self._store_pid = os.getpid()
-        return self._store
+                self._store = open_store(self.settings)
+                self._store_pid = os.getpid()
+            return self._store
 
     def migrate(self) -> int:
         """Create or upgrade the schema; returns its version."""
@@ -78,9 +98,10 @@ class Offload:
 
     def close(self) -> None:
         """Close the store's connections (it reopens on next use)."""
-        if self._store is not None and self._store_pid == os.getpid():
-            self._store.close()
-        self._store = None
+        with self._store_lock:
+            if self._store is not None and self._store_pid == os.getpid():
+                self._store.close()
+            self._store = None
 
     # -- tasks -----------------------------------------------------------------------------
     @overload
@@ -129,8 +150,16 @@ class Offload:
         if unknown:
             raise ConfigError(f"unknown task option(s): {', '.join(sorted(unknown))}")
 
-        def register(func: Callable[..., Any]) -> Task[Any, Any]:
+        def register(func: Callable[..., Any], stacklevel: int = 2) -> Task[Any, Any]:
             task_name = name or f"{func.__module__}.{func.__qualname__}"
+            if name is None and func.__module__ == "__main__":
+                warnings.warn(
+                    f"task {task_name!r} is defined in __main__: a worker that imports your "
+                    "app as module:attribute registers it under another name and never runs "
+                    "its jobs; give it name=... or define it in an importable module",
+                    ConfigWarning,
+                    stacklevel=stacklevel,
+                )
             task_options = TaskOptions(name=task_name, context=context, **options)
             existing = self.tasks.get(task_name)
             if existing is not None and existing.fn is not func:
@@ -141,7 +170,7 @@ class Offload:
             return task
 
         if fn is not None:
-            return register(fn)
+            return register(fn, stacklevel=3)
         return register
 
     def get_task(self, name: str) -> Task[Any, Any]:
@@ -188,12 +217,18 @@ class Offload:
         handles: list[Job[Any]] = [
             Job(self, None, job_id=new.id, pending=(new, now))
             if stored_id == new.id
-            else self.get_job(stored_id)  # a unique key matched an existing job
+            else self._existing(stored_id)  # a unique key matched a waiting or running job
             for new, stored_id in zip(jobs, ids, strict=True)
         ]
         if self.settings.inline and connection is None:
             self._run_inline(handles, tasks)
         return handles
+
+    def _existing(self, job_id: str) -> Job[Any]:
+        row = self.store.job_get(job_id)
+        if row is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return Job(self, row, deduplicated=True)
 
     def _run_inline(self, handles: list[Job[Any]], tasks: Sequence[Task[Any, Any]]) -> None:
         from offload.execution import Runner  # the executor is needed only in inline mode
@@ -207,5 +242,14 @@ class Offload:
                 handle.refresh()
 
 
-def _unregistered(*args: Any, **kwargs: Any) -> Any:  # pragma: no cover - never called
-    raise TaskNotFound("this task is not registered in this app")
+#: Every app of this process: a forked child gets fresh store locks (a thread of the parent
+#: may have held one at the fork).
+_apps: weakref.WeakSet[Offload] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for app in list(_apps):
+        app._store_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
@@ -28,13 +29,14 @@ class Job(Generic[R]):
     >>> job.wait(timeout=10).result()
     """
 
-    __slots__ = ("_id", "_pending", "_rec", "app")
+    __slots__ = ("_deduplicated", "_id", "_pending", "_rec", "app")
 
     def __init__(
         self, app: Offload, record: JobRow | None, *, job_id: str = "",
-        pending: tuple[NewJob, float] | None = None,
+        pending: tuple[NewJob, float] | None = None, deduplicated: bool = False,
     ) -> None:  # fmt: skip
         self.app = app
+        self._deduplicated = deduplicated
         self._rec = record
         self._id = record.id if record is not None else job_id
         # A freshly enqueued job builds its snapshot only if someone reads it: bulk
@@ -53,6 +55,13 @@ class Job(Generic[R]):
     @property
     def id(self) -> str:
         return self._id
+
+    @property
+    def deduplicated(self) -> bool:
+        """True when the enqueue that returned this handle stored nothing: a waiting or
+        running job had the same ``unique_key``, and this is that job (its arguments may
+        differ from the ones just passed)."""
+        return self._deduplicated
 
     @property
     def record(self) -> JobRow:
@@ -158,6 +167,31 @@ class Job(Generic[R]):
             time.sleep(min(sleep, poll, remaining))
             sleep *= 2
         return self
+
+    # -- the same, for async code (the store is called in a thread) --------------------
+    async def arefresh(self) -> Job[R]:
+        """:meth:`refresh` without blocking the event loop."""
+        return await asyncio.to_thread(self.refresh)
+
+    async def await_finished(self, timeout: float | None = None, *, poll: float = 0.2) -> Job[R]:
+        """:meth:`wait` without blocking the event loop; returns self."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        sleep = 0.002
+        while not (await self.arefresh()).finished:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    f"job {self.id} still {self.state.value} after waiting {timeout} s"
+                )
+            remaining = poll if deadline is None else max(0.0, deadline - time.monotonic())
+            await asyncio.sleep(min(sleep, poll, remaining))
+            sleep *= 2
+        return self
+
+    async def await_result(self, timeout: float | None = None) -> R:
+        """Wait (without blocking the event loop) until the job is finished, then return
+        :meth:`result`: ``await job.await_result(timeout=30)``."""
+        await self.await_finished(timeout)
+        return self.result()
 
     def result(self) -> R:
         """The task's return value.

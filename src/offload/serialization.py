@@ -20,6 +20,9 @@ _encoder = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii
 _decode = json.JSONDecoder().decode
 
 
+#: Roughly the deepest nesting Python's json module handles on the default recursion limit.
+MAX_DEPTH = 900
+
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
@@ -62,12 +65,24 @@ def dumps_limited(value: Any, what: str, limit: int) -> str:
 
 
 def loads(text: str) -> Any:
-    """Decode JSON text produced by :func:`dumps`."""
-    return _decode(text)
+    """Decode JSON text produced by :func:`dumps`.
+
+    Raises SerializationError (a ValueError) for text that is not JSON, or that nests
+    deeper than Python can decode.
+    """
+    try:
+        return _decode(text)
+    except RecursionError:
+        raise SerializationError("JSON text nests too deeply to decode") from None
+    except ValueError as exc:
+        raise SerializationError(f"not valid JSON: {exc}") from None
 
 
 def _explain(value: Any, path: str) -> SerializationError:
-    problem = _find_problem(value, path, set())
+    try:
+        problem = _find_problem(value, path, set())
+    except RecursionError:
+        problem = (path, f"it nests deeper than {MAX_DEPTH} levels")
     if problem is None:  # pragma: no cover - dumps() only calls this for a failing value
         problem = (path, f"{type(value).__name__} does not survive a JSON round trip")
     where, reason = problem
@@ -114,5 +129,8 @@ def _short_repr(value: Any) -> str:
 
 def decode_options(text: str) -> dict[str, Any]:
     """A job's stored options (a JSON object); ``{}`` for empty or malformed text."""
-    value = loads(text) if text else {}
+    try:
+        value = loads(text) if text else {}
+    except SerializationError:
+        return {}
     return value if isinstance(value, dict) else {}

@@ -8,8 +8,10 @@ the key, the value and what was expected.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,6 +151,7 @@ class Settings:
         12.0
         """
         environ = os.environ if environ is None else environ
+        _warn_misspelled(environ)
         values: dict[str, Any] = {}
         for name, parse in ENV_PARSERS.items():
             key = "OFFLOAD_" + name.upper()
@@ -159,6 +162,32 @@ class Settings:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+class ConfigWarning(UserWarning):
+    """A configuration that works but is probably not what was meant."""
+
+
+#: ``OFFLOAD_*`` variables that are not settings but are read elsewhere.
+OTHER_VARIABLES = frozenset({"OFFLOAD_APP", "OFFLOAD_PG_BIN"})
+
+
+def _warn_misspelled(environ: Mapping[str, str]) -> None:
+    """Warn about an ``OFFLOAD_*`` variable that is no setting but close to one
+    (``OFFLOAD_ULR``): ignored silently, it would leave the default in force."""
+    known = {"OFFLOAD_" + name.upper() for name in ENV_PARSERS} | OTHER_VARIABLES
+    # Compared without the shared prefix, which would make every name look close.
+    suffixes = [name[len("OFFLOAD_") :] for name in known]
+    for key in environ:
+        if not key.startswith("OFFLOAD_") or key in known:
+            continue
+        close = difflib.get_close_matches(key[len("OFFLOAD_") :], suffixes, n=1, cutoff=0.6)
+        if close:
+            warnings.warn(
+                f"{key} is not an offload setting and is ignored; did you mean OFFLOAD_{close[0]}?",
+                ConfigWarning,
+                stacklevel=3,
+            )
 
 
 # -- parsing OFFLOAD_* text: one explicit parser per setting -------------------------------

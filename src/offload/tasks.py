@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import functools
@@ -10,7 +11,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
 
-from offload.errors import ConfigError, PayloadTooLarge, SerializationError
+from offload.errors import ConfigError, PayloadTooLarge, SerializationError, TaskNotFound
 from offload.ids import uuid7
 from offload.serialization import dumps
 from offload.settings import check_identifier
@@ -190,6 +191,23 @@ class Task(Generic[P, R]):
         job = self._new_job(list(args), kwargs)
         return self.app._enqueue([job], self.call.connection, [self])[0]
 
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """The same as :meth:`enqueue` (the name Celery users know)."""
+        return self.enqueue(*args, **kwargs)
+
+    async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """:meth:`enqueue` without blocking the event loop (the store is called in a
+        thread, so a busy SQLite file or a slow server does not stall other requests)."""
+        job = self._new_job(list(args), kwargs)
+        enqueued = await asyncio.to_thread(self.app._enqueue, [job], self.call.connection, [self])
+        return enqueued[0]
+
+    async def aenqueue_many(
+        self, items: Iterable[tuple[Any, ...] | list[Any] | dict[str, Any]]
+    ) -> list[Job[R]]:
+        """:meth:`enqueue_many` without blocking the event loop."""
+        return await asyncio.to_thread(self.enqueue_many, list(items))
+
     def enqueue_many(
         self, items: Iterable[tuple[Any, ...] | list[Any] | dict[str, Any]]
     ) -> list[Job[R]]:
@@ -218,6 +236,8 @@ class Task(Generic[P, R]):
     def _new_job(self, args: list[Any], kwargs: dict[str, Any], index: int | None = None) -> NewJob:
         """A job of this task; ``index`` is the item's place in an enqueue_many call,
         named in errors (formatted only then: bulk enqueues are hot)."""
+        if self.fn is not _unregistered:
+            _call_checker(self.fn, self.options.context)(self.name, args, kwargs, index)
         try:
             args_text = dumps(args, "args") if args else "[]"
             kwargs_text = dumps(kwargs, "kwargs") if kwargs else "{}"
@@ -265,6 +285,40 @@ class AsyncTask(Task[P, R]):
         return coroutine
 
 
+def _unregistered(*args: Any, **kwargs: Any) -> Any:  # pragma: no cover - never called
+    raise TaskNotFound("this task is not registered in this app")
+
+
+@functools.cache
+def _call_checker(fn: Callable[..., Any], context: bool) -> Callable[..., None]:
+    """A check that a call binds to ``fn``'s parameters (less the context), as a worker
+    would call it: a bad call raises TypeError at enqueue instead of failing every retry.
+
+    Plain signatures (positional-or-keyword parameters only, called positionally) are
+    checked by counting, since bulk enqueues are hot; anything else by ``Signature.bind``.
+    """
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or C function without a signature
+        return lambda name, args, kwargs, index: None
+    params = list(signature.parameters.values())[1 if context else 0 :]
+    signature = signature.replace(parameters=params)
+    plain = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+    most = len(params)
+    least = sum(1 for p in params if p.default is p.empty)
+
+    def check(name: str, args: list[Any], kwargs: dict[str, Any], index: int | None) -> None:
+        if plain and not kwargs and least <= len(args) <= most:
+            return
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            where = f"items[{index}]: " if index is not None else ""
+            raise TypeError(f"{where}{name}(): {exc}") from None
+
+    return check
+
+
 def _with_context(task: Task[Any, Any], args: tuple[Any, ...]) -> tuple[Any, ...]:
     """Prepend a detached JobContext for a context task called directly."""
     if not task.options.context:
@@ -278,8 +332,18 @@ def _with_context(task: Task[Any, Any], args: tuple[Any, ...]) -> tuple[Any, ...
     return (ctx, *args)
 
 
+#: Longest delay, timeout or backoff accepted, in seconds (about 100 years): anything longer
+#: is a mistake, and would overflow datetimes when shown.
+MAX_SECONDS = 100 * 366 * 86400.0
+#: Latest ``run_at`` accepted: the end of year 9999 UTC, the last a datetime can show.
+MAX_TIMESTAMP = 253402300799.0
+
+
 def _is_seconds(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    """A finite, non-negative number of seconds, at most MAX_SECONDS (NaN fails too)."""
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_SECONDS
+    )
 
 
 def _int_option(name: str, value: object, *, minimum: int, maximum: int) -> None:
@@ -294,7 +358,8 @@ def _seconds(name: str, value: object) -> float:
         value = value.total_seconds()
     if not _is_seconds(value):
         raise ConfigError(
-            f"expected {name} to be non-negative seconds or a timedelta, got {value!r}"
+            f"expected {name} to be non-negative seconds or a timedelta (at most "
+            f"{MAX_SECONDS:.0f}), got {value!r}"
         )
     return float(value)  # type: ignore[arg-type]
 
@@ -305,5 +370,10 @@ def _timestamp(value: object) -> float:
             raise ConfigError(f"expected run_at to be an aware datetime, got naive {value!r}")
         return value.timestamp()
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        if 0 <= value <= MAX_TIMESTAMP:  # NaN fails this too
+            return float(value)
+        raise ConfigError(
+            f"expected run_at to be epoch seconds between 0 and {MAX_TIMESTAMP:.0f} "
+            f"(year 9999), got {value!r}"
+        )
     raise ConfigError(f"expected run_at to be an aware datetime or epoch seconds, got {value!r}")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import typing
+import warnings
+from pathlib import Path
 
 import pytest
 
 from offload.errors import ConfigError
-from offload.settings import ENV_PARSERS, Settings
+from offload.settings import ENV_PARSERS, ConfigWarning, Settings
 
 #: The parser each annotated type must use.
 _BY_TYPE = {
@@ -87,3 +91,37 @@ def test_heartbeat_must_be_shorter_than_lease() -> None:
 def test_replace_validates_again() -> None:
     with pytest.raises(ConfigError, match="pool_max"):
         Settings().replace(pool_max=0)
+
+
+@pytest.mark.parametrize(
+    ("variable", "suggestion"),
+    [("OFFLOAD_ULR", "OFFLOAD_URL"), ("OFFLOAD_CONCURENCY", "OFFLOAD_CONCURRENCY")],
+)
+def test_a_misspelled_variable_warns_with_the_closest_name(variable: str, suggestion: str) -> None:
+    with pytest.warns(ConfigWarning, match=f"{variable} is not an offload setting.*{suggestion}"):
+        settings = Settings.from_env({variable: "4"})
+    assert settings == Settings()
+
+
+def test_unrelated_offload_variables_do_not_warn() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Settings.from_env({"OFFLOAD_APP": "a:b", "OFFLOAD_TEST_LEDGER": "x", "OFFLOAD_PG_BIN": "/"})
+
+
+def test_a_task_defined_in_main_warns_at_decoration(tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from offload import Offload\n"
+        f"app = Offload('sqlite:///{tmp_path / 'jobs.db'}')\n"
+        "@app.task\n"
+        "def nameless(): ...\n"
+        "@app.task(name='named')\n"
+        "def named(): ...\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "always", str(script)], capture_output=True, text=True, check=True
+    )
+    assert proc.stderr.count("ConfigWarning") == 1
+    assert "task '__main__.nameless' is defined in __main__" in proc.stderr
+    assert "script.py:3" in proc.stderr  # points at the decorator line
