@@ -238,7 +238,7 @@ def test_counts_of_an_empty_store(cli):
 def test_enqueue_by_name_for_a_task_the_cli_does_not_know(app, cli):
     result = cli("enqueue", "billing.invoice", "--args", "[1, 2]", "--kwargs", '{"to": "ada"}')
     assert result.exit_code == 0, result.output
-    job = app.get_job(result.output.strip())
+    job = app.get_job(result.stdout.strip())
     assert (job.task_name, job.queue, job.state) == ("billing.invoice", "default", JobState.QUEUED)
     assert (job.args, job.kwargs) == ([1, 2], {"to": "ada"})
 
@@ -246,7 +246,8 @@ def test_enqueue_by_name_for_a_task_the_cli_does_not_know(app, cli):
 def test_enqueue_with_queue_and_delay(app, cli):
     result = cli("enqueue", "billing.invoice", "--queue", "mail", "--delay", "120")
     assert result.exit_code == 0, result.output
-    job = app.get_job(result.output.strip())
+    assert "not registered in any app given here (no --app)" in result.stderr
+    job = app.get_job(result.stdout.strip())
     assert (job.queue, job.state) == ("mail", JobState.SCHEDULED)
     assert 110 < (job.run_at - job.created_at).total_seconds() <= 121
 
@@ -269,7 +270,9 @@ def test_enqueue_a_registered_task_uses_its_options(tmp_path, runner, monkeypatc
     job = app.get_job(result.output.strip())
     assert (job.queue, job.record.max_attempts) == ("media", 8)
     delayed = runner.invoke(
-        main, ["enqueue", "shop.resize", "--app", "cli_shop:app", "--delay", "5", "--queue", "x"]
+        main,
+        ["enqueue", "shop.resize", "--app", "cli_shop:app", "--args", "[4]", "--delay", "5"]
+        + ["--queue", "x"],
     )
     job = app.get_job(delayed.output.strip())
     assert (job.queue, job.record.max_attempts, job.state) == ("x", 8, JobState.SCHEDULED)
@@ -345,7 +348,7 @@ def test_the_visibility_commands_on_both_backends(runner, store_url):
 
     try:
         job_id = report.enqueue(-1).id  # the CLI's bare app would use default retries
-        waiting_id = cli("enqueue", "shop.report", "--args", "[1]", "--delay", "60").output.strip()
+        waiting_id = cli("enqueue", "shop.report", "--args", "[1]", "--delay", "60").stdout.strip()
         run_pending(app)
         assert app.get_job(job_id).state is JobState.FAILED
         listed = [

@@ -6,6 +6,7 @@ import functools
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -36,7 +37,13 @@ def load_app(spec: str | None, url: str | None = None) -> Offload:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"--app {spec!r}: cannot import {module_name!r}: {exc}") from exc
-    app = getattr(module, attr, None)
+    except Exception as exc:  # the app module itself raised (or has a syntax error)
+        raise ConfigError(
+            f"--app {spec!r}: importing {module_name!r} raised {_describe(exc)}"
+        ) from exc
+    if not hasattr(module, attr):
+        raise ConfigError(f"--app {spec!r}: module {module_name!r} has no attribute {attr!r}")
+    app = getattr(module, attr)
     if not isinstance(app, Offload):
         raise ConfigError(
             f"--app {spec!r}: {module_name}.{attr} is {type(app).__name__}, not an Offload app"
@@ -47,13 +54,41 @@ def load_app(spec: str | None, url: str | None = None) -> Offload:
     return app
 
 
+def _describe(exc: BaseException) -> str:
+    """``SyntaxError: invalid syntax (jobs.py, line 3)``: an error and where it happened."""
+    text = f"{type(exc).__name__}: {exc}"
+    if not isinstance(exc, SyntaxError):
+        frames = traceback.extract_tb(exc.__traceback__)
+        if frames:
+            text += f" (at {frames[-1].filename}:{frames[-1].lineno})"
+    return text
+
+
+#: What a command that runs jobs says when it was given no app.
+NO_APP = (
+    "no app given: pass --app module:attribute (the Offload app that registers your "
+    "tasks, e.g. --app myproject.jobs:app) or set OFFLOAD_APP"
+)
+
+
 def app_options(fn: F) -> F:
     """``--app`` and ``--url`` for a command; the command receives ``app``."""
+    return _with_app(fn, required=False)
 
+
+def required_app_options(fn: F) -> F:
+    """Like :func:`app_options`, for commands that run jobs: without an app they could
+    claim nothing, so they exit 2 instead of running idle."""
+    return _with_app(fn, required=True)
+
+
+def _with_app(fn: F, *, required: bool) -> F:
     @click.option("--app", "app_spec", envvar="OFFLOAD_APP", help="module:attribute of the app")
     @click.option("--url", envvar="OFFLOAD_URL", help="store URL (overrides the app's)")
     @functools.wraps(fn)
     def wrapper(*args: Any, app_spec: str | None, url: str | None, **kwargs: Any) -> Any:
+        if required and not app_spec:
+            raise click.UsageError(NO_APP)
         try:
             app = load_app(app_spec, url)
         except ConfigError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,6 +18,7 @@ from rich.text import Text
 from offload.app import Offload
 from offload.cli.common import EXIT_FAILED, app_options, handle_errors
 from offload.cli.render import (
+    block,
     cell,
     human_duration,
     json_line,
@@ -26,6 +28,7 @@ from offload.cli.render import (
     state_text,
     timestamp,
 )
+from offload.errors import SerializationError
 from offload.jobs import Job
 from offload.types import JobEvent, JobFilter, JobMessage, JobRow, JobState
 from offload.views import decode, job_detail, job_dict
@@ -134,7 +137,7 @@ def show(app: Offload, job_id: str, as_json: bool) -> None:
     events, messages = job.events(), job.messages()
     if as_json:
         data = job_detail(job.record, events, messages)
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        click.echo(pretty_json(data))
         return
     console = make_console()
     render_job(console, job, events, messages, app.store.now())
@@ -145,7 +148,7 @@ def render_job(
 ) -> None:
     r = job.record
     console.print(
-        Panel(fields_table(r, now), title=Text(f"job {r.id}"), title_align="left", expand=False)
+        Panel(fields_table(r, now), title=cell(f"job {r.id}"), title_align="left", expand=False)
     )
     if r.progress.total or r.progress.current or r.progress.message:
         console.print(progress_line(r))
@@ -158,17 +161,17 @@ def render_job(
     saved = decode(r.saved)
     if saved:
         console.print(Text("Saved data", style="bold"))
-        console.print(Text(pretty_json(saved)))
+        console.print(block(pretty_json(saved)))
     if r.state is JobState.SUCCEEDED:
         console.print(Text("Result", style="bold"))
-        console.print(Text(pretty_json(decode(r.result))))
+        console.print(block(pretty_json(decode(r.result))))
     error = job.error
     if error:
         title = "Error" if r.state in (JobState.FAILED, JobState.QUARANTINED) else "Last error"
         console.print(Text(title, style="bold red"))
-        console.print(Text(f"{error.get('type', 'Error')}: {error.get('message', '')}"))
+        console.print(cell(f"{error.get('type', 'Error')}: {error.get('message', '')}"))
         if error.get("traceback"):
-            console.print(Text(str(error["traceback"]).rstrip("\n"), style="dim"))
+            console.print(block(str(error["traceback"]).rstrip("\n"), style="dim"))
 
 
 def fields_table(r: JobRow, now: float) -> Table:
@@ -387,12 +390,26 @@ def enqueue(
 ) -> None:
     """Enqueue a job of TASK_NAME and print its id.
 
-    The task need not be registered in the app given here: the job waits until a worker
-    whose app knows the task claims it.
+    With --app, the task's own options (queue, retries, timeout, ...) apply. The task need
+    not be registered in the app given here: the job then gets the default options (a
+    warning says so) and waits until a worker whose app knows the task claims it.
     """
     args = parse_json("--args", args_json, list, "array")
     kwargs = parse_json("--kwargs", kwargs_json, dict, "object")
-    job = app.enqueue_by_name(task_name, args, kwargs, queue=queue, delay=delay)
+    if task_name not in app.tasks:
+        where = "the app given" if app.tasks else "any app given here (no --app)"
+        click.echo(
+            f"warning: task {task_name!r} is not registered in {where}: the job gets queue "
+            f"{queue or 'default'!r} and default options (3 retries, no timeout), not the "
+            "task's own; pass --app module:attribute to use them",
+            err=True,
+        )
+    try:
+        job = app.enqueue_by_name(task_name, args, kwargs, queue=queue, delay=delay)
+    except SerializationError as exc:
+        raise click.UsageError(str(exc)) from None
+    except TypeError as exc:  # the call does not bind to the task's parameters
+        raise click.UsageError(str(exc)) from None
     click.echo(job.id)
 
 
@@ -402,8 +419,16 @@ def parse_json(option: str, text: str, kind: type, kind_name: str) -> Any:
     def refuse(constant: str) -> Any:
         raise ValueError(f"{constant} is not allowed")
 
+    def finite_float(literal: str) -> float:
+        value = float(literal)
+        if not math.isfinite(value):
+            raise ValueError(f"{literal} is out of range for a JSON number")
+        return value
+
     try:
-        value = json.loads(text, parse_constant=refuse)
+        value = json.loads(text, parse_constant=refuse, parse_float=finite_float)
+    except RecursionError:
+        raise click.BadParameter("nests too deeply", param_hint=option) from None
     except ValueError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
     if not isinstance(value, kind):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -44,9 +46,27 @@ def make_console() -> Console:
     return Console(markup=False, highlight=False, emoji=False, width=width)
 
 
+#: Control characters (C0 but tab and newline, DEL, C1): shown escaped, never sent raw,
+#: so text from the store cannot move the cursor, retitle the terminal or hide lines.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def escape_controls(text: str, *, multiline: bool = False) -> str:
+    """``text`` with control characters escaped (``\x1b`` for ESC); with ``multiline``
+    tabs and newlines are kept, else they are escaped too."""
+    if not multiline:
+        text = text.replace("\t", "\\t").replace("\n", "\\n")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def cell(value: object, style: str = "") -> Text:
-    """A table cell holding ``value`` as plain text (empty for None)."""
-    return Text("" if value is None else str(value), style=style)
+    """A table cell holding ``value`` as plain one-line text (empty for None)."""
+    return Text("" if value is None else escape_controls(str(value)), style=style)
+
+
+def block(text: str, style: str = "") -> Text:
+    """Several lines of store text (a traceback, pretty JSON), control characters escaped."""
+    return Text(escape_controls(text, multiline=True), style=style)
 
 
 def state_text(state: JobState) -> Text:
@@ -69,6 +89,8 @@ def human_duration(seconds: float | None) -> str:
     """Seconds as ``42s``, ``3m05s``, ``2h07m``, ``4d03h``."""
     if seconds is None:
         return ""
+    if not math.isfinite(seconds):
+        return "?"  # a hand-written row's time
     s = max(0, int(seconds))
     if s < 60:
         return f"{s}s"
@@ -80,14 +102,20 @@ def human_duration(seconds: float | None) -> str:
 
 
 def timestamp(ts: float | None) -> str:
-    """Epoch seconds as ``2026-11-23 19:20:01`` (UTC); empty for None."""
+    """Epoch seconds as ``2026-11-23 19:20:01`` (UTC); empty for None; a value no date
+    can show (a row written by hand) as the number it is."""
     if ts is None:
         return ""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, ValueError, OSError):
+        return f"{ts!r} (not a valid time)"
 
 
 def percent(current: float, total: float | None) -> str:
     """``42%`` of a known total, else the bare current value (or nothing at 0)."""
+    if not (math.isfinite(current) and (total is None or math.isfinite(total))):
+        return "?"
     if total:
         return f"{max(0.0, min(100.0, 100.0 * current / total)):.0f}%"
     return _number(current) if current else ""
@@ -98,9 +126,21 @@ def _number(value: float) -> str:
 
 
 def pretty_json(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
+    return json.dumps(finite(value), indent=2, ensure_ascii=False, sort_keys=False)
 
 
 def json_line(value: Any) -> str:
-    """One compact JSON line for ``--json`` output."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """One compact JSON line for ``--json`` output (always valid JSON: a non-finite
+    number read from a hand-written row becomes null)."""
+    return json.dumps(finite(value), ensure_ascii=False, separators=(",", ":"))
+
+
+def finite(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by None, which JSON can carry."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value

@@ -6,7 +6,7 @@ import click
 
 from offload import logs
 from offload.app import Offload
-from offload.cli.common import app_options, handle_errors
+from offload.cli.common import handle_errors, required_app_options
 from offload.errors import ConfigError
 from offload.settings import check_identifier
 
@@ -33,7 +33,7 @@ _log_file = click.option(
 
 
 @click.command()
-@app_options
+@required_app_options
 @_concurrency
 @_queues_option
 @_log_file
@@ -47,7 +47,7 @@ def worker(app: Offload, concurrency: int | None, queues: str | None, log_file: 
 
 
 @click.command()
-@app_options
+@required_app_options
 @_concurrency
 @_queues_option
 @_log_file
