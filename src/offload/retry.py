@@ -72,7 +72,7 @@ def after_crash(
     if crashes >= crash_limit:
         return Outcome(
             job.id, job.attempt, JobState.QUARANTINED, error=error.to_json(), count_error=False,
-            crashed=True, reason=f"{reason}; quarantined after {crashes} crashes",
+            crashed=True, reason=f"{reason}; quarantined after {_crashes(crashes)}",
             worker_id=worker_id,
         )  # fmt: skip
     return Outcome(
@@ -80,3 +80,7 @@ def after_crash(
         crashed=True, reason=f"{reason}; crash {crashes}/{crash_limit}, running it again",
         worker_id=worker_id,
     )  # fmt: skip
+
+
+def _crashes(n: int) -> str:
+    return "1 crash" if n == 1 else f"{n} crashes"

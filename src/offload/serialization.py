@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any
 
 from offload.errors import PayloadTooLarge, SerializationError
 
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not strict JSON")
+
+
 _encoder = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
-_decode = json.JSONDecoder().decode
+#: NaN and Infinity are refused on the way in, as on the way out.
+_decode = json.JSONDecoder(parse_constant=_refuse_constant).decode
 
 
 #: Roughly the deepest nesting Python's json module handles on the default recursion limit.
@@ -93,6 +100,10 @@ def _find_problem(value: Any, path: str, seen: set[int]) -> tuple[str, str] | No
     if value is None or isinstance(value, bool | str):
         return None
     if isinstance(value, int):
+        try:
+            str(value)
+        except ValueError:  # over sys.get_int_max_str_digits(), which JSON text cannot carry
+            return path, f"int with more than {sys.get_int_max_str_digits()} digits"
         return None
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):

@@ -282,10 +282,11 @@ class ErrorInfo:
             return cls("Error", f"undecodable stored error: {text[:200]!r}")
         if not isinstance(value, dict):
             return cls("Error", f"stored error is not a JSON object: {text[:200]!r}")
+        kind, message, tb = (value.get(k) for k in ("type", "message", "traceback"))
         return cls(
-            str(value.get("type", "Error")),
-            str(value.get("message", "")),
-            str(value.get("traceback", "")),
+            "Error" if kind is None or kind == "" else str(kind),
+            message if isinstance(message, str) else "" if message is None else str(message),
+            tb if isinstance(tb, str) else "",
         )
 
     def to_dict(self) -> dict[str, str]:

@@ -271,8 +271,10 @@ def test_enqueue_a_registered_task_uses_its_options(tmp_path, runner, monkeypatc
     assert (job.queue, job.record.max_attempts) == ("media", 8)
     delayed = runner.invoke(
         main,
-        ["enqueue", "shop.resize", "--app", "cli_shop:app", "--args", "[4]", "--delay", "5"]
-        + ["--queue", "x"],
+        [
+            *("enqueue", "shop.resize", "--app", "cli_shop:app", "--args", "[4]"),
+            *("--delay", "5", "--queue", "x"),
+        ],
     )
     job = app.get_job(delayed.output.strip())
     assert (job.queue, job.record.max_attempts, job.state) == ("x", 8, JobState.SCHEDULED)
