@@ -20,6 +20,7 @@ from offload.context import JobContext, current_job
 from offload.errors import (
     Cancel,
     ConfigError,
+    ConfigWarning,
     JobCancelled,
     JobFailed,
     JobNotFinished,
@@ -36,7 +37,7 @@ from offload.errors import (
     WaitTimeout,
 )
 from offload.jobs import Job
-from offload.settings import ConfigWarning, Settings
+from offload.settings import Settings
 from offload.tasks import Task
 from offload.types import ErrorInfo, JobState, Progress
 

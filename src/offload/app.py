@@ -12,9 +12,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Concatenate, Literal, Protocol, TypeVar, Unpack, overload
 
 from offload.context import JobContext
-from offload.errors import ConfigError, JobNotFound, TaskNotFound
+from offload.errors import ConfigError, ConfigWarning, JobNotFound, TaskNotFound
 from offload.jobs import Job
-from offload.settings import ConfigWarning, Settings
+from offload.settings import Settings
 from offload.store.base import Store
 from offload.tasks import (
     TASK_OPTIONS,

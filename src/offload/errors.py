@@ -100,6 +100,11 @@ class WaitTimeout(OffloadError, TimeoutError):
     """A wait ran out of time before the job finished."""
 
 
+class ConfigWarning(UserWarning):
+    """A configuration that works but is probably not what was meant (a misspelled
+    ``OFFLOAD_*`` variable, a task defined in ``__main__`` without a name)."""
+
+
 class Retry(Exception):
     """Raise from a task to run it again after ``delay`` seconds (uses up an attempt)."""
 

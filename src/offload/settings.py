@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from offload.errors import ConfigError
+from offload.errors import ConfigError, ConfigWarning
 
 DEFAULT_URL = "sqlite:///offload.db"
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
@@ -83,6 +83,19 @@ class Settings:
     crash_limit: int = 3
     #: Run jobs at once in the enqueuing process (for tests).
     inline: bool = False
+    #: Web process: threads that run ``task.after_response(...)`` jobs once the response
+    #: is sent (0: never in the web process; workers run them all).
+    after_response_threads: int = 2
+    #: Web process: most after-response jobs waiting here for a free thread; past it they
+    #: are left to the workers (waiting ones are in the store too: nothing is lost).
+    after_response_backlog: int = 100
+    #: Web process: at exit, seconds its running after-response jobs get to finish
+    #: before they are requeued for a worker.
+    after_response_grace: float = 5.0
+    #: What ``task.after_response(...)`` does in a request when the store refuses the job:
+    #: ``log`` (an error line, the task does not run) or ``memory`` (also run it in this
+    #: process, without a record).
+    after_response_fallback: str = "log"
     #: The host name workers report in the process table (default: the machine's).
     hostname: str | None = None
 
@@ -102,6 +115,14 @@ class Settings:
         ):
             _positive(name, getattr(self, name))
         _non_negative("shutdown_grace", self.shutdown_grace)
+        _non_negative("after_response_grace", self.after_response_grace)
+        _non_negative_int("after_response_threads", self.after_response_threads)
+        _non_negative_int("after_response_backlog", self.after_response_backlog)
+        if self.after_response_fallback not in ("log", "memory"):
+            raise ConfigError(
+                "expected after_response_fallback to be 'log' or 'memory', "
+                f"got {self.after_response_fallback!r}"
+            )
         if self.heartbeat >= self.lease:
             raise ConfigError(
                 f"expected heartbeat ({self.heartbeat}) to be shorter than lease ({self.lease})"
@@ -162,10 +183,6 @@ class Settings:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
-
-
-class ConfigWarning(UserWarning):
-    """A configuration that works but is probably not what was meant."""
 
 
 #: ``OFFLOAD_*`` variables that are not settings but are read elsewhere.
@@ -250,6 +267,10 @@ ENV_PARSERS: dict[str, Callable[[str, str], Any]] = {
     "batch_wait": _number,
     "crash_limit": _integer,
     "inline": _flag,
+    "after_response_threads": _integer,
+    "after_response_backlog": _integer,
+    "after_response_grace": _number,
+    "after_response_fallback": _text,
     "hostname": _optional_text,
 }
 

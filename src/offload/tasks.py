@@ -208,6 +208,29 @@ class Task(Generic[P, R]):
         """:meth:`enqueue_many` without blocking the event loop."""
         return await asyncio.to_thread(self.enqueue_many, list(items))
 
+    def after_response(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """Store a job, and run it in this web process once the response is sent.
+
+        Inside a request wrapped by an :mod:`offload.integrations` hook the job runs on a
+        small thread pool after the response (``after_response_threads``); when the pool
+        is busy or the process stops, a worker runs it, as if it had been enqueued. If
+        the store refuses the job, the request still succeeds (see
+        :mod:`offload.after_response`). Outside a request this is :meth:`enqueue`.
+
+        >>> job = send_receipt.after_response(order.id)     # in a view
+        """
+        # Loaded on first use: the executor and the thread pool are for web processes only.
+        from offload.after_response import run_after_response
+
+        return run_after_response(self, args, kwargs)
+
+    async def aafter_response(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """:meth:`after_response` for async views: the store is called in a thread, so
+        the event loop is not blocked."""
+        from offload.after_response import arun_after_response  # as above
+
+        return await arun_after_response(self, args, kwargs)
+
     def enqueue_many(
         self, items: Iterable[tuple[Any, ...] | list[Any] | dict[str, Any]]
     ) -> list[Job[R]]:

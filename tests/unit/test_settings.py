@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from offload.errors import ConfigError
-from offload.settings import ENV_PARSERS, ConfigWarning, Settings
+from offload.errors import ConfigError, ConfigWarning
+from offload.settings import ENV_PARSERS, Settings
 
 #: The parser each annotated type must use.
 _BY_TYPE = {
