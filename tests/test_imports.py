@@ -1,4 +1,5 @@
-"""`import offload` stays light: no driver, web, CLI or table-rendering code."""
+"""`import offload` stays light: no driver, web, CLI or table-rendering code; nor do the
+light worker modules load the supervisor's psutil and multiprocessing."""
 
 from __future__ import annotations
 
@@ -7,14 +8,27 @@ import subprocess
 import sys
 
 HEAVY = ["psycopg", "psycopg_pool", "click", "rich", "starlette", "jinja2", "psutil"]
+SUPERVISOR_ONLY = ["psutil", "multiprocessing"]
+
+
+def _loaded_after(statements: str, modules: list[str]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has loaded after running ``statements``."""
+    report = f"print(json.dumps([m for m in {modules!r} if m in sys.modules]))"
+    code = f"import json, sys\n{statements}\n{report}"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return list(json.loads(out.stdout))
 
 
 def test_import_offload_loads_no_heavy_modules():
-    code = (
-        f"import json, sys, offload; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    assert _loaded_after("import offload", HEAVY) == []
+
+
+def test_light_worker_modules_load_neither_psutil_nor_multiprocessing():
+    statements = (
+        "import offload, offload.worker.config, offload.worker.component\n"
+        "from offload.worker import DrainSummary, Stats, WorkerConfig, drain_lock_name"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout) == []
+    assert _loaded_after(statements, SUPERVISOR_ONLY) == []
 
 
 def test_public_names_are_exported():
@@ -22,3 +36,11 @@ def test_public_names_are_exported():
 
     for name in offload.__all__:
         assert hasattr(offload, name), name
+
+
+def test_worker_names_are_exported():
+    import offload.worker
+
+    for name in [*offload.worker.__all__, "default_queues"]:
+        assert hasattr(offload.worker, name), name
+    assert "Supervisor" in dir(offload.worker)

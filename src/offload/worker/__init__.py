@@ -5,20 +5,32 @@
 >>> run_drain(app, budget=55).line()                              # cron: until empty
 'drain: 12 jobs run, 12 succeeded, 0 failed in 3.1 s'
 
-The supervisor runs no job code; see :mod:`offload.worker.supervisor` for how it claims,
-dispatches, heartbeats, enforces limits and stops, and why children are forked.
+The supervisor runs no job code; see :mod:`offload.worker.supervisor` for its loop and
+why children are forked, and :mod:`offload.worker.component` for the parts it drives.
+
+Importing this package is cheap: :class:`Supervisor` and :func:`run_drain` are loaded on
+first use (module ``__getattr__``), so ``from offload.worker import WorkerConfig`` imports
+neither psutil nor multiprocessing.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from offload.worker.drain import DrainSummary, drain_lock_name, run_drain
-from offload.worker.supervisor import Stats, Supervisor, WorkerConfig, default_queues
+from offload.worker.config import (
+    DrainSummary,
+    Stats,
+    WorkerConfig,
+    default_queues,
+    drain_lock_name,
+)
 
 if TYPE_CHECKING:
     from offload.app import Offload
+    from offload.worker.drain import run_drain
+    from offload.worker.supervisor import Supervisor
 
 __all__ = [
     "DrainSummary",
@@ -29,6 +41,26 @@ __all__ = [
     "run_drain",
     "run_worker",
 ]
+
+#: Public names loaded on first use, and the module each comes from. Lazy because both
+#: modules import the supervisor, hence psutil and multiprocessing.
+_LAZY = {
+    "run_drain": "offload.worker.drain",
+    "Supervisor": "offload.worker.supervisor",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 def run_worker(
@@ -45,6 +77,10 @@ def run_worker(
 
     >>> run_worker(app, concurrency=2, queues=["default"])
     """
+    # Lazy: the supervisor imports psutil and multiprocessing, which importing this
+    # package must not.
+    from offload.worker.supervisor import Supervisor
+
     config = WorkerConfig(
         queues=tuple(queues) if queues else default_queues(app),
         concurrency=concurrency or app.settings.concurrency,

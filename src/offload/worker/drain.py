@@ -9,51 +9,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from offload import logs
-from offload.worker.supervisor import (
-    Supervisor,
+from offload.worker.config import (
+    DrainSummary,
     WorkerConfig,
     default_queues,
+    drain_lock_name,
     host_name,
     new_worker_id,
 )
+from offload.worker.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from offload.app import Offload
 
-
-@dataclass(frozen=True)
-class DrainSummary:
-    """What one drain did.
-
-    >>> DrainSummary(jobs_run=3, succeeded=2, failed=1, seconds=0.5).line()
-    'drain: 3 jobs run, 2 succeeded, 1 failed in 0.5 s'
-    """
-
-    jobs_run: int
-    succeeded: int
-    failed: int
-    seconds: float
-    #: True when another drain of the same queues held the lock, so this one did nothing.
-    locked_out: bool = False
-    lock_name: str = ""
-
-    def line(self) -> str:
-        """The one-line summary printed by ``offload drain``."""
-        if self.locked_out:
-            return f"drain: another drain holds the lock {self.lock_name}; nothing to do"
-        return (
-            f"drain: {self.jobs_run} jobs run, {self.succeeded} succeeded, "
-            f"{self.failed} failed in {self.seconds:.1f} s"
-        )
-
-
-def drain_lock_name(queues: Sequence[str]) -> str:
-    """The store lock one drain of these queues holds: ``drain:a,b`` (sorted)."""
-    return "drain:" + ",".join(sorted(queues))
+__all__ = ["DrainSummary", "drain_lock_name", "run_drain"]
 
 
 def run_drain(

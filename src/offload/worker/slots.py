@@ -1,15 +1,18 @@
-"""One child process as the supervisor sees it: its pipe, its job, its counters."""
+"""One place in a job pool as the supervisor sees it: the child process that fills it and
+the jobs it runs (:class:`Slot`), and why the supervisor ends a running job (:class:`Ending`).
+
+The process itself (pipe, signals, memory) is a :class:`~offload.worker.process.ChildProcess`;
+this module adds the job bookkeeping: the running job, the rest of its batch, its
+deadlines and counters.
+"""
 
 from __future__ import annotations
 
 import enum
-import os
-import signal
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 
 from offload.types import ClaimedJob
+from offload.worker.process import ChildProcess
 
 
 class Ending(enum.Enum):
@@ -29,14 +32,10 @@ class Slot:
     """
 
     index: int
-    process: BaseProcess
-    conn: Connection
-    process_id: str
-    started_at: float
+    child: ChildProcess
     recycle_at: int
     served: int = 0
     failed: int = 0
-    peak_rss: int = 0
     job: ClaimedJob | None = None
     #: Jobs of the batch after ``job`` (claimed, leased, not started).
     waiting: list[ClaimedJob] = field(default_factory=list)
@@ -46,23 +45,20 @@ class Slot:
     deadline: float | None = None
     kill_at: float | None = None
     ending: Ending | None = None
+    #: Told to exit (recycling): it takes no more jobs.
     retiring: bool = False
-    #: The supervisor signalled this child (timeout, lost lease, shutdown): its death is
-    #: expected even if the job ended just before the signal landed.
-    signalled: bool = False
     cancel_sent: bool = False
-    eof: bool = False
-    dead: bool = False
 
     @property
     def pid(self) -> int:
         """The child's process id (0 before it started)."""
-        return self.process.pid or 0
+        return self.child.pid
 
     @property
     def idle(self) -> bool:
         """Ready for a job now."""
-        return self.job is None and not (self.waiting or self.retiring or self.eof or self.dead)
+        child = self.child
+        return self.job is None and not (self.waiting or self.retiring or child.eof or child.dead)
 
     def start_batch(self, jobs: list[ClaimedJob], now: float, start_by: float) -> None:
         """Note that ``jobs`` were sent to this child, to run in this order."""
@@ -103,30 +99,14 @@ class Slot:
         self.ending = None
         return job
 
-    def signal(self, signum: int) -> None:
-        """Signal the child and every process its job started (its process group); a child
-        that already exited is not an error."""
-        if self.dead or not self.pid:
-            return
-        self.signalled = True
-        try:
-            os.killpg(self.pid, signum)
-            return
-        except (ProcessLookupError, PermissionError):
-            pass  # not a group leader yet (just forked), or the group is gone
-        try:
-            os.kill(self.pid, signum)
-        except ProcessLookupError:
-            pass
-
     def terminate_job(self, ending: Ending, now: float, grace: float) -> None:
-        """SIGTERM now and SIGKILL after ``grace`` seconds (see ``Supervisor._limits``)."""
+        """SIGTERM now and SIGKILL after ``grace`` seconds (see ``Pool._enforce_limits``)."""
         self.ending = ending
         self.kill_at = now + grace
-        self.signal(signal.SIGTERM)
+        self.child.terminate()
 
     def kill_job(self, ending: Ending) -> None:
         """SIGKILL now: for a lost lease, a fast stop, or a timeout past its grace."""
         self.ending = ending
         self.kill_at = None
-        self.signal(signal.SIGKILL)
+        self.child.kill()

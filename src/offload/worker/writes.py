@@ -37,11 +37,6 @@ class StoreGuard:
         self.retry_at = 0.0
         self._failures = 0
 
-    @property
-    def failing(self) -> bool:
-        """True from a failed call until the next successful one."""
-        return self._failures > 0
-
     def ready(self) -> bool:
         """False while backing off after a failure."""
         return time.monotonic() >= self.retry_at
