@@ -201,3 +201,19 @@ def test_hostname_setting_is_validated():
     assert Settings(hostname="web-1").hostname == "web-1"
     with pytest.raises(ConfigError, match="hostname"):
         Settings(hostname="bad host")
+
+
+def test_the_last_message_is_the_progress_message_until_a_new_one(sqlite_app):
+    @sqlite_app.task(context=True)
+    def export(ctx: offload.JobContext) -> None:
+        ctx.progress(1, total=4, message="page 1 of 4")
+        ctx.progress(2)  # keeps the message, as it keeps the total
+        ctx.message("export written")
+        ctx.progress(3)
+
+    job = export.enqueue()
+    run_pending(sqlite_app)
+    job.refresh()
+    assert (job.progress.current, job.progress.total) == (3, 4)
+    assert job.progress.message == "export written"
+    assert [m.text for m in job.messages()] == ["export written"]

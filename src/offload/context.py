@@ -50,23 +50,33 @@ class JobContext:
         self._limit = max_payload_bytes
         self._pending: tuple[float, float | None, str | None] | None = None
         self._last_sent = 0.0
+        self._current = 0.0
         self._total: float | None = None
+        self._message: str | None = None
 
     def progress(
         self, current: float, total: float | None = None, message: str | None = None
     ) -> None:
-        """Report ``current`` out of ``total`` (kept from the last call when omitted)."""
+        """Report ``current`` out of ``total``; ``total`` and ``message`` are kept from the
+        last call (or the last :meth:`message`) when omitted."""
         if total is not None:
             self._total = float(total)
-        self._pending = (float(current), self._total, message)
+        if message is not None:
+            self._message = str(message)
+        self._current = float(current)
+        self._pending = (self._current, self._total, self._message)
         now = time.monotonic()
         if now - self._last_sent >= PROGRESS_INTERVAL or message is not None:
             self.flush()
 
     def message(self, text: str) -> None:
-        """Append a line to the job's log, readable by the user while the job runs."""
+        """Append a line to the job's log, readable by the user while the job runs; it
+        also becomes the progress message (``job.progress.message``) a status page shows."""
+        text = str(text)
+        self._message = text
+        self._pending = (self._current, self._total, text)
         self.flush()
-        self._reporter.message(str(text))
+        self._reporter.message(text)
 
     def save(self, key: str, value: Any) -> None:
         """Keep ``value`` (strict JSON) with the job under ``key``."""

@@ -123,7 +123,8 @@ def test_progress_messages_and_saves_reach_the_store_while_the_job_runs(
     wait_for(lambda: job.refresh().saved == {"partial": {"rows": 10}}, timeout=10, what="save")
     assert job.state is JobState.RUNNING
     assert (job.progress.current, job.progress.total) == (1, 4)
-    assert job.progress.message == "first step"
+    # The last line logged is the progress message a status page shows.
+    assert job.progress.message == "hello from the child"
     assert [m.text for m in job.messages()] == ["hello from the child"]
     gate.touch()
 
