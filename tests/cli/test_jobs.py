@@ -46,7 +46,7 @@ def tasks_on(app: Offload):
     @app.task(context=True, retries=0, name="shop.report")
     def report(ctx: JobContext, n: int) -> dict[str, int]:
         ctx.progress(3, total=4, message="[bold]almost[/bold] there")
-        ctx.message("step [1/2] done")
+        ctx.message("[bold]step[/bold] [1/2] done")
         ctx.save("rows", n)
         if n < 0:
             raise ValueError("n must not be negative")
@@ -66,7 +66,8 @@ def test_list_shows_jobs_newest_first_with_state_progress_and_message(app, cli):
     assert lines[1].split()[:4] == [second.id, "shop.report", "default", "failed"]
     assert lines[2].split()[:4] == [first.id, "shop.report", "default", "succeeded"]
     assert "75%" in lines[1]
-    assert "[bold]almost[/bold] there" in lines[1]  # store text is not read as markup
+    # The last line logged is the progress message; store text is not read as markup.
+    assert "[bold]step[/bold] [1/2] done" in lines[1]
 
 
 def test_list_filters_and_pages(app, cli):
@@ -116,7 +117,14 @@ def test_show_prints_fields_history_messages_saved_data_and_traceback(app, cli):
     assert result.exit_code == 0, result.output
     out = result.output
     assert f"job {job.id}" in out
-    for text in ("shop.report", "failed", "History", "started", "Messages", "step [1/2] done"):
+    for text in (
+        "shop.report",
+        "failed",
+        "History",
+        "started",
+        "Messages",
+        "[bold]step[/bold] [1/2] done",
+    ):
         assert text in out
     assert '"rows": -1' in out
     assert "75% (3/4)" in out
@@ -135,7 +143,7 @@ def test_show_prints_the_result_of_a_succeeded_job(app, cli):
     data = json.loads(cli("jobs", "show", job.id, "--json").output)
     assert data["result"] == {"n": 5}
     assert [e["kind"] for e in data["events"]] == ["started", "succeeded"]
-    assert [m["text"] for m in data["messages"]] == ["step [1/2] done"]
+    assert [m["text"] for m in data["messages"]] == ["[bold]step[/bold] [1/2] done"]
 
 
 def test_show_of_an_unknown_id_exits_1_without_traceback(cli):
@@ -358,7 +366,10 @@ def test_the_visibility_commands_on_both_backends(runner, store_url):
         ]
         assert listed == [waiting_id, job_id]
         shown = cli("jobs", "show", job_id)
-        assert "n must not be negative" in shown.output and "step [1/2] done" in shown.output
+        assert (
+            "n must not be negative" in shown.output
+            and "[bold]step[/bold] [1/2] done" in shown.output
+        )
         assert json.loads(cli("jobs", "counts", "--json").output) == {
             "default": {"failed": 1, "scheduled": 1}
         }
