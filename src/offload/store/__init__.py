@@ -1,4 +1,9 @@
-"""Stores: one contract (``base.Store``), two backends picked by URL scheme."""
+"""Stores: one contract (``base.Store``), two backends picked by URL scheme.
+
+``base.py`` is the contract, ``rules.py`` what both backends must agree on, ``migrate.py``
+finds and checks the numbered migrations, and ``sqlite/`` and ``postgres/`` are the two
+backends (each a package: connections, SQL, the contract's methods, wake-ups, migrations).
+"""
 
 from __future__ import annotations
 

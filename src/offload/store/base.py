@@ -1,7 +1,7 @@
 """The storage contract: everything offload asks of a database, in one class.
 
 Both backends (``store/sqlite/``, ``store/postgres/``) implement :class:`Store` and pass one
-conformance suite (``tests/store/test_contract.py``). Methods are named ``noun_verb`` so
+conformance suite (``tests/store/contract/``). Methods are named ``noun_verb`` so
 they sort by what they act on. Rules every backend keeps:
 
 * **Fencing.** A claim increments ``attempt`` and takes a lease. Every later write about
@@ -193,7 +193,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def process_list(self, *, gone_after: float) -> list[ProcessInfo]:
         """All process rows; ``status`` is ``gone`` when the last heartbeat is older than
-        ``gone_after`` seconds, ``stopped`` when stopped."""
+        ``gone_after`` seconds (or than three of the heartbeat intervals the process or
+        its parent published, see ``rules.process_statuses``), ``stopped`` when stopped."""
 
     @abc.abstractmethod
     def process_prune(self, *, older_than: float) -> int:

@@ -1,4 +1,5 @@
-"""Numbered SQL migrations, one folder per backend (``sql/<backend>/NNNN_name.sql``)."""
+"""Numbered SQL migrations, one folder per backend inside its package
+(``store/<backend>/migrations/NNNN_name.sql``), and the check of a schema version."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ class Migration:
 
 def migrations(backend: str) -> list[Migration]:
     """All migrations of a backend, in version order."""
-    folder = resources.files("offload.store") / "sql" / backend
+    # Joined as paths, not imported: reading the PostgreSQL migrations loads no driver.
+    folder = resources.files("offload.store") / backend / "migrations"
     found = []
     for entry in folder.iterdir():
         name = entry.name

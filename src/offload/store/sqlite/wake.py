@@ -1,4 +1,5 @@
-"""Local wake-ups for stores without a notification channel (SQLite).
+"""The SQLite store's wake-ups: SQLite has no notification channel, so workers on the
+same machine wake each other through Unix datagram sockets.
 
 Each idle worker binds a Unix datagram socket in a directory named after the database
 file. After an enqueue commits, the enqueuer sends one tiny datagram (the queue name) to
@@ -84,9 +85,6 @@ class SocketWaiter(Waiter):
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.bind(self.path)
         self._sock.setblocking(False)
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
 
     def selectable(self) -> int | None:
         return self._sock.fileno()

@@ -1,0 +1,185 @@
+"""The PostgreSQL store's jobs: enqueue (also on the caller's own connection, with the
+NOTIFY sent when that transaction commits), reads (get, list, history, log lines, counts)
+and what an operator does (cancel, retry, delete, prune)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import tuple_row
+
+from offload.errors import ConfigError, StoreError
+from offload.store import rules
+from offload.store.postgres import queries as Q
+from offload.store.postgres.core import PostgresCore
+from offload.store.postgres.listen import payload
+from offload.store.postgres.pool import Conn
+from offload.types import JobEvent, JobFilter, JobMessage, JobRow, JobState, NewJob
+
+_IDLE = psycopg.pq.TransactionStatus.IDLE
+
+
+class JobsMixin(PostgresCore):
+    """Enqueue, read and administer jobs (a part of :class:`PostgresStore`)."""
+
+    # -- enqueue -----------------------------------------------------------------------
+    def job_insert_many(self, jobs: Sequence[NewJob], connection: Any = None) -> list[str]:
+        if not jobs:
+            return []
+        note = payload(j.queue for j in jobs)
+        if connection is None:
+            return self._run(lambda c: self._insert(c, jobs, note))
+        if not self._checked:
+            self._ensure_schema()  # the schema in place, the database name known
+        conn = self._caller_connection(connection)
+        try:
+            if conn.autocommit and conn.info.transaction_status == _IDLE:
+                # Not inside a transaction: make the batch one (committed here).
+                with conn.transaction():
+                    return self._insert(conn, jobs, note)
+            # The caller's transaction: visible (and NOTIFY sent) when the caller commits.
+            return self._insert(conn, jobs, note)
+        except psycopg.Error as exc:
+            raise self.db.translate(exc) from exc
+
+    def _caller_connection(self, connection: Any) -> Conn:
+        if not isinstance(connection, psycopg.Connection):
+            raise ConfigError(
+                "expected a psycopg (3) Connection for a PostgreSQL store, "
+                f"got {type(connection).__name__}"
+            )
+        if connection.closed:
+            raise ConfigError("the connection passed to enqueue is closed")
+        if self._dbname is not None and connection.info.dbname != self._dbname:
+            raise ConfigError(
+                f"the connection is on database {connection.info.dbname!r}, "
+                f"not on the store's database {self._dbname!r}"
+            )
+        return connection
+
+    def _insert(self, conn: Conn, jobs: Sequence[NewJob], note: str) -> list[str]:
+        # A cursor of our own: the caller's connection may have another row factory.
+        c = conn.cursor(row_factory=tuple_row)
+        plain = [j for j in jobs if j.unique_key is None]
+        if plain:
+            c.execute(
+                self.q(Q.INSERT_PLAIN),
+                [
+                    [j.id for j in plain],
+                    [j.task for j in plain],
+                    [j.queue for j in plain],
+                    [j.priority for j in plain],
+                    [j.args for j in plain],
+                    [j.kwargs for j in plain],
+                    [j.max_attempts for j in plain],
+                    [Q.float_or_none(j.run_at) for j in plain],
+                    [float(j.delay) for j in plain],
+                    [Q.float_or_none(j.timeout) for j in plain],
+                    [j.options for j in plain],
+                ],
+            )
+        existing: dict[str, str] = {}
+        for j in jobs:
+            if j.unique_key is not None:
+                existing[j.id] = self._insert_unique(c, j)
+        self._notify(c, note)
+        return [existing.get(j.id, j.id) if j.unique_key is not None else j.id for j in jobs]
+
+    def _insert_unique(self, c: psycopg.Cursor[tuple[Any, ...]], j: NewJob) -> str:
+        """Insert one job with a unique key; the id of the active job that has it."""
+        query = self.q(Q.INSERT_UNIQUE)
+        params = {
+            "id": j.id, "task": j.task, "queue": j.queue, "priority": j.priority,
+            "args": j.args, "kwargs": j.kwargs, "max_attempts": j.max_attempts,
+            "run_at": j.run_at, "delay": float(j.delay), "timeout": j.timeout,
+            "options": j.options, "key": j.unique_key,
+        }  # fmt: skip
+        # The conflicting job may finish between the insert and the select (then insert
+        # again), or be committed after this statement's snapshot (then select again).
+        for _ in range(20):
+            row = c.execute(query, params).fetchone()
+            if row is not None:
+                return str(row[0])
+        raise StoreError(f"{self._where}: unique key {j.unique_key!r} kept changing hands")
+
+    # -- reads -------------------------------------------------------------------------
+    def job_get(self, job_id: str) -> JobRow | None:
+        rows = self._read(Q.GET_JOB, (job_id,))
+        return rules.job_row(rows[0], rows[0][-1]) if rows else None
+
+    def job_list(self, filter: JobFilter) -> list[JobRow]:
+        where, values = rules.job_filter_sql(filter, now="{now}", param=lambda name: f"%({name})s")
+        rows = self._read(Q.list_jobs(where), {**values, "limit": filter.limit})
+        return [rules.job_row(r, r[-1]) for r in rows]
+
+    def job_events(self, job_id: str) -> list[JobEvent]:
+        return [JobEvent(*r) for r in self._read(Q.JOB_EVENTS, (job_id,))]
+
+    def job_messages(self, job_id: str, limit: int = 1000) -> list[JobMessage]:
+        return [JobMessage(*r) for r in self._read(Q.JOB_MESSAGES, (job_id, limit))]
+
+    def job_counts(self) -> dict[tuple[str, str], int]:
+        return {(q, s): int(n) for q, s, n in self._read(Q.COUNTS)}
+
+    # -- cancel, retry, delete, prune ----------------------------------------------------
+    def job_cancel(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        def cancel(c: Conn) -> dict[str, JobState]:
+            out: dict[str, JobState] = {}
+            rows = c.execute(self.q(Q.LOCK_FOR_CANCEL), (list(job_ids),)).fetchall()
+            found = {r[0]: (JobState(r[1]), r[2]) for r in rows}
+            for job_id in job_ids:
+                if job_id not in found or job_id in out:
+                    continue
+                state, attempt = found[job_id]
+                if state is JobState.QUEUED:
+                    c.execute(self.q(Q.CANCEL_QUEUED), (job_id,))
+                    self._event(c, job_id, attempt, "cancelled", None, "cancelled")
+                    state = JobState.CANCELLED
+                elif state is JobState.RUNNING:
+                    c.execute(self.q(Q.REQUEST_CANCEL), (job_id,))
+                    self._event(c, job_id, attempt, "cancel_requested", None, "")
+                out[job_id] = state
+            return out
+
+        return self._run(cancel)
+
+    def job_retry(self, job_ids: Sequence[str]) -> list[str]:
+        query = self.q(Q.RETRY)
+
+        def retry(c: Conn) -> list[str]:
+            done: list[str] = []
+            queues: set[str] = set()
+            for job_id in dict.fromkeys(job_ids):
+                try:
+                    with c.transaction():  # a savepoint: a unique-key clash skips this job
+                        row = c.execute(query, (job_id,)).fetchone()
+                except pg_errors.UniqueViolation:
+                    continue  # another job with the same unique key is active
+                if row is not None:
+                    self._event(c, job_id, row[0], "retried", None, "requeued by hand")
+                    done.append(job_id)
+                    queues.add(row[1])
+            if queues:
+                self._notify(c, payload(queues))
+            return done
+
+        return self._run(retry)
+
+    def job_delete(self, job_ids: Sequence[str]) -> list[str]:
+        def delete(c: Conn) -> list[str]:
+            rows = c.execute(self.q(Q.DELETE), (list(job_ids),)).fetchall()
+            deleted = {r[0] for r in rows}
+            return [j for j in dict.fromkeys(job_ids) if j in deleted]
+
+        return self._run(delete)
+
+    def job_prune(self, *, older_than: float, states: Sequence[JobState]) -> int:
+        finished = [JobState(s).value for s in states if JobState(s).finished]
+        if not finished:
+            return 0
+        query = self.q(Q.PRUNE)
+        rows = self._run(lambda c: c.execute(query, (finished, float(older_than))).fetchall())
+        return int(rows[0][0])

@@ -1,0 +1,361 @@
+"""The PostgreSQL store's SQL: every statement as text, with the parameters each binds.
+
+Table names are written ``{jobs}``, ``{events}``, ``{messages}``, ``{processes}``,
+``{locks}``, ``{schema_version}`` (and ``{schema}``); ``{now}`` is the transaction's
+timestamp on the server. :class:`Composer` fills them in for one schema, always quoted as
+identifiers; every value is bound. Rules both stores share (column lists, derived states,
+filters, outcome counters and texts) come from ``store/rules.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import sql
+
+from offload.store import rules
+from offload.store.rules import ACTIVE_STATES_SQL, CLAIM_COLUMNS, FINISHED_STATES_SQL
+from offload.types import Outcome
+
+#: The transaction's timestamp on the server, as float epoch seconds.
+NOW = "date_part('epoch', now())"
+
+TABLES = ("jobs", "events", "messages", "processes", "locks", "schema_version")
+
+
+class Composer:
+    """Statements of this module made concrete for one schema (cached by text)."""
+
+    def __init__(self, schema: str) -> None:
+        self._names: dict[str, sql.Composable] = {
+            name: sql.Identifier(schema, name) for name in TABLES
+        }
+        self._names["schema"] = sql.Identifier(schema)
+        self._names["now"] = sql.SQL(NOW)
+        self._queries: dict[str, sql.Composed] = {}
+
+    def __call__(self, text: str) -> sql.Composed:
+        """``text`` with ``{jobs}``, ``{events}``, ..., ``{schema}``, ``{now}`` filled in."""
+        query = self._queries.get(text)
+        if query is None:
+            query = sql.SQL(text).format(**self._names)
+            self._queries[text] = query
+        return query
+
+
+def float_or_none(value: float | None) -> float | None:
+    """A float parameter (bound as ``float8``), or NULL."""
+    return None if value is None else float(value)
+
+
+# -- schema ------------------------------------------------------------------------------------
+SERVER_CLOCK = "SELECT date_part('epoch', clock_timestamp())"
+HAS_VERSION_TABLE = (
+    "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = 'schema_version'"
+)
+SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM {schema_version}"
+MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(%s)"
+CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS {schema}"
+CREATE_VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS {schema_version} (version integer PRIMARY KEY,"
+    " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+)
+#: Migrations create their tables unqualified, in the schema.
+SEARCH_PATH = "SET LOCAL search_path TO {schema}"
+RECORD_VERSION = "INSERT INTO {schema_version} (version, name) VALUES (%s, %s)"
+
+# -- wake-ups ----------------------------------------------------------------------------------
+NOTIFY = "SELECT pg_notify(%s, %s)"
+
+# -- enqueue -----------------------------------------------------------------------------------
+#: Jobs without a unique key, all at once (bound: one array per column of ``t``).
+INSERT_PLAIN = (
+    "INSERT INTO {jobs} (id, task, queue, state, priority, args, kwargs,"
+    " max_attempts, created_at, run_at, timeout, options, unique_key)"
+    " SELECT id, task, queue, 'queued', priority, args, kwargs, max_attempts,"
+    " {now}, coalesce(run_at, {now} + delay), timeout, options, NULL"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::text[],"
+    " %s::text[], %s::int[], %s::float8[], %s::float8[], %s::float8[],"
+    " %s::text[]) AS t(id, task, queue, priority, args, kwargs, max_attempts,"
+    " run_at, delay, timeout, options)"
+)
+#: One job with a unique key; the id of the unfinished job that holds the key.
+INSERT_UNIQUE = (
+    "WITH ins AS (INSERT INTO {jobs} (id, task, queue, state, priority, args, kwargs,"
+    " max_attempts, created_at, run_at, timeout, options, unique_key)"
+    " VALUES (%(id)s, %(task)s, %(queue)s, 'queued', %(priority)s, %(args)s,"
+    " %(kwargs)s, %(max_attempts)s, {now}, coalesce(%(run_at)s::float8, {now} +"
+    " %(delay)s::float8), %(timeout)s::float8, %(options)s, %(key)s)"
+    " ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL"
+    f" AND state IN {ACTIVE_STATES_SQL} DO NOTHING RETURNING id)"
+    " SELECT id FROM ins UNION ALL SELECT id FROM {jobs} WHERE unique_key = %(key)s"
+    f" AND state IN {ACTIVE_STATES_SQL} AND NOT EXISTS (SELECT 1 FROM ins)"
+)
+
+# -- claims ------------------------------------------------------------------------------------
+#: Due queued jobs, one ordered index scan per queue (LATERAL), merged: "queue = ANY(...)"
+#: would read and sort every due row of every queue on each claim. A queue's rows locked
+#: here but not among the first ``limit`` are released at commit.
+PICK_BY_QUEUE = (
+    "SELECT j.id FROM unnest(%(queues)s::text[]) AS q(name) CROSS JOIN LATERAL"
+    " (SELECT id, priority, run_at FROM {jobs} WHERE state = 'queued'"
+    " AND queue = q.name AND run_at <= {now} AND task = ANY(%(tasks)s)"
+    " ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) j"
+    " ORDER BY j.priority DESC, j.run_at, j.id LIMIT %(limit)s"
+)
+#: Those of the jobs ``%(ids)s`` that are due.
+PICK_IDS = (
+    "SELECT id FROM {jobs} WHERE id = ANY(%(ids)s) AND state = 'queued'"
+    " AND run_at <= {now} AND queue = ANY(%(queues)s) AND task = ANY(%(tasks)s)"
+    " ORDER BY id FOR UPDATE SKIP LOCKED"
+)
+
+
+def claim_ctes(pick: str) -> str:
+    """The claim as CTEs (``picked``, ``claimed``, its events), for ``WITH ...``.
+
+    The picked ids are materialised once: as a plain "id IN (subquery)" the planner may
+    rescan the locking subquery per row, and each rescan skips the rows this very
+    statement just updated, claiming far more than the limit.
+    """
+    return (
+        f"picked AS MATERIALIZED ({pick}),"
+        " claimed AS (UPDATE {jobs} j SET state = 'running', attempt = j.attempt + 1,"
+        " worker_id = %(worker)s, leased_until = {now} + %(lease)s::float8,"
+        " started_at = {now}, cancel_requested = false"
+        " FROM picked WHERE j.id = picked.id AND j.state = 'queued'"
+        " RETURNING j.id, j.task, j.queue, j.args, j.kwargs, j.attempt, j.max_attempts,"
+        " j.errors, j.crashes, j.timeout, j.options, j.priority, j.run_at),"
+        " claim_ev AS (INSERT INTO {events} (job_id, at, attempt, kind, worker_id)"
+        " SELECT id, {now}, attempt, 'started', %(worker)s FROM claimed)"
+    )
+
+
+def claim(pick: str) -> str:
+    """Claim the jobs ``pick`` selects; the claim columns, in claim order."""
+    return (
+        f"WITH {claim_ctes(pick)}"
+        f" SELECT {CLAIM_COLUMNS} FROM claimed ORDER BY priority DESC, run_at, id"
+    )
+
+
+def claim_params(
+    worker_id: str,
+    queues: Sequence[str],
+    tasks: Sequence[str],
+    limit: int,
+    lease: float,
+    ids: Sequence[str] = (),
+) -> dict[str, Any]:
+    return {
+        "worker": worker_id,
+        "lease": float(lease),
+        "queues": list(dict.fromkeys(queues)),
+        "tasks": list(tasks),
+        "limit": limit,
+        "ids": list(ids),
+    }
+
+
+# -- leases ------------------------------------------------------------------------------------
+RENEW = (
+    "UPDATE {jobs} j SET leased_until = {now} + %s::float8"
+    " FROM unnest(%s::text[], %s::int[]) AS r(id, attempt)"
+    " WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = 'running'"
+    " AND j.worker_id = %s RETURNING j.id, j.attempt, j.cancel_requested"
+)
+EXPIRED = (
+    "SELECT id, attempt, crashes, worker_id FROM {jobs}"
+    " WHERE state = 'running' AND leased_until < {now}"
+    " ORDER BY id FOR UPDATE SKIP LOCKED"
+)
+RESCUE = (
+    "UPDATE {jobs} SET state = %(state)s, crashes = crashes + 1,"
+    " error = %(error)s, leased_until = NULL, worker_id = NULL,"
+    " run_at = least(run_at, {now}),"
+    " finished_at = CASE WHEN %(state)s = 'quarantined' THEN {now} END"
+    " WHERE id = %(id)s AND attempt = %(attempt)s AND state = 'running'"
+)
+
+# -- events ------------------------------------------------------------------------------------
+INSERT_EVENT = (
+    "INSERT INTO {events} (job_id, at, attempt, kind, worker_id, message)"
+    " VALUES (%s, {now}, %s, %s, %s, %s)"
+)
+
+# -- writes of a run: saved values, progress, messages -----------------------------------------
+RUNNING_SAVED = (
+    "SELECT saved FROM {jobs} WHERE id = %s AND attempt = %s AND state = 'running' FOR UPDATE"
+)
+SET_SAVED = "UPDATE {jobs} SET saved = %s WHERE id = %s"
+#: The latest progress of each run (bound: arrays of id, attempt, current, total, message).
+SET_PROGRESS = (
+    "UPDATE {jobs} j SET progress_current = u.current, progress_total = u.total,"
+    " progress_message = coalesce(u.message, j.progress_message)"
+    " FROM (SELECT DISTINCT ON (id) * FROM unnest(%s::text[],"
+    " %s::int[], %s::float8[], %s::float8[], %s::text[])"
+    " WITH ORDINALITY AS t(id, attempt, current, total, message, n)"
+    " ORDER BY id, n DESC) u"
+    " WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running'"
+)
+#: Log lines of running runs, in order (bound: arrays of id, attempt, text).
+ADD_MESSAGES = (
+    "INSERT INTO {messages} (job_id, at, attempt, text)"
+    " SELECT m.id, {now}, m.attempt, m.text FROM unnest(%s::text[],"
+    " %s::int[], %s::text[]) WITH ORDINALITY AS m(id, attempt, text, n)"
+    " JOIN {jobs} j ON j.id = m.id AND j.attempt = m.attempt"
+    " AND j.state = 'running' ORDER BY m.n"
+)
+
+# -- outcomes ----------------------------------------------------------------------------------
+#: Outcomes, in order, as CTEs: ``o`` (the outcomes, numbered ``n``), ``u`` (the fenced
+#: transitions that were accepted, by ``n``) and their events, "refused" for a stale
+#: outcome of a job that exists. Only the first outcome of each run in the batch may apply
+#: (``first``): a later one finds the run already ended, as it would one at a time.
+#: Requeued jobs (``state = 'queued'``) keep their result, and their place in line when
+#: they run again at once: they are not sent behind every job that became due while they
+#: ran.
+OUTCOME_CTES = (
+    "o AS (SELECT * FROM unnest(%(o_id)s::text[], %(o_attempt)s::int[], %(o_state)s::text[],"
+    " %(o_result)s::text[], %(o_error)s::text[], %(o_delay)s::float8[], %(o_errs)s::int[],"
+    " %(o_crashes)s::int[], %(o_kind)s::text[], %(o_worker)s::text[], %(o_reason)s::text[],"
+    " %(o_refusal)s::text[], %(o_first)s::bool[]) WITH ORDINALITY AS o(id, attempt, state,"
+    " result, error, delay, errs, crashes, kind, worker, reason, refusal, first, n)),"
+    " u AS (UPDATE {jobs} j SET state = o.state,"
+    " run_at = CASE WHEN o.state <> 'queued' THEN j.run_at"
+    " WHEN o.delay > 0 THEN {now} + o.delay ELSE least(j.run_at, {now}) END,"
+    " result = CASE WHEN o.state = 'queued' THEN j.result ELSE o.result END,"
+    " error = CASE WHEN o.state = 'queued' THEN coalesce(o.error, j.error) ELSE o.error END,"
+    " finished_at = CASE WHEN o.state = 'queued' THEN j.finished_at ELSE {now} END,"
+    " worker_id = CASE WHEN o.state = 'queued' THEN NULL ELSE j.worker_id END,"
+    " errors = j.errors + o.errs, crashes = j.crashes + o.crashes, leased_until = NULL"
+    " FROM o WHERE j.id = o.id AND j.attempt = o.attempt AND j.state = 'running' AND o.first"
+    " RETURNING o.n),"
+    " outcome_ev AS (INSERT INTO {events} (job_id, at, attempt, kind, worker_id, message)"
+    " SELECT o.id, {now}, o.attempt,"
+    f" CASE WHEN u.n IS NULL THEN '{rules.REFUSED}' ELSE o.kind END, o.worker,"
+    " CASE WHEN u.n IS NULL THEN o.refusal ELSE o.reason END"
+    " FROM o LEFT JOIN u ON u.n = o.n"
+    " WHERE u.n IS NOT NULL OR EXISTS (SELECT 1 FROM {jobs} x WHERE x.id = o.id)"
+    " ORDER BY o.n)"
+)
+#: The outcomes alone: the numbers (``n``, from 1) of the accepted ones, one row each.
+WRITE_OUTCOMES = f"WITH {OUTCOME_CTES} SELECT n FROM u"
+#: The outcomes and a claim of due jobs (:data:`PICK_BY_QUEUE`) in ONE statement: its
+#: first column is the numbers of the accepted outcomes (an array, on every row), then
+#: the claim columns of each claimed job and its ``run_at``, in no particular order (NULL
+#: when none was claimed).
+#:
+#: The outcomes touch only rows that are running and the claim only rows that are queued,
+#: so the two halves never meet in the statement's one snapshot. That also means a job an
+#: outcome requeues to run now cannot be claimed by the same statement.
+WRITE_OUTCOMES_AND_CLAIM = (
+    f"WITH {OUTCOME_CTES}, {claim_ctes(PICK_BY_QUEUE)},"
+    " acc AS (SELECT array_agg(u.n) AS a FROM u)"
+    f" SELECT acc.a, c.* FROM acc LEFT JOIN (SELECT {CLAIM_COLUMNS}, run_at FROM claimed) c"
+    " ON true"
+)
+
+
+def outcome_params(outcomes: Sequence[Outcome]) -> dict[str, list[Any]]:
+    """The parameters of :data:`OUTCOME_CTES`: one array per column of ``o``."""
+    return {
+        "o_id": [o.job_id for o in outcomes],
+        "o_attempt": [o.attempt for o in outcomes],
+        "o_state": [o.state.value for o in outcomes],
+        "o_result": [o.result for o in outcomes],
+        "o_error": [o.error for o in outcomes],
+        "o_delay": [float(o.delay) for o in outcomes],
+        "o_errs": [rules.outcome_errors(o) for o in outcomes],
+        "o_crashes": [rules.outcome_crashes(o) for o in outcomes],
+        "o_kind": [rules.outcome_kind(o) for o in outcomes],
+        "o_worker": [o.worker_id for o in outcomes],
+        "o_reason": [o.reason for o in outcomes],
+        "o_refusal": [rules.refusal(o) for o in outcomes],
+        "o_first": rules.first_of_each_run(outcomes),
+    }
+
+
+def accepted(numbers: Sequence[int] | None, count: int) -> list[bool]:
+    """For each of ``count`` outcomes in order, whether its number (from 1) is among the
+    accepted ``numbers`` the statements return."""
+    taken = set(numbers or ())
+    return [n in taken for n in range(1, count + 1)]
+
+
+# -- reads -------------------------------------------------------------------------------------
+#: The job columns and the server's now (to derive the state a reader sees).
+_JOB_COLUMNS_AND_NOW = f"{rules.JOB_COLUMNS}, {{now}}"
+GET_JOB = f"SELECT {_JOB_COLUMNS_AND_NOW} FROM {{jobs}} WHERE id = %s"
+
+
+def list_jobs(where: str) -> str:
+    """Jobs newest first under a ``WHERE`` clause from ``rules.job_filter_sql`` (named
+    parameters; ``%(limit)s`` last)."""
+    return f"SELECT {_JOB_COLUMNS_AND_NOW} FROM {{jobs}} {where} ORDER BY id DESC LIMIT %(limit)s"
+
+
+JOB_EVENTS = (
+    "SELECT at, attempt, kind, worker_id, message FROM {events} WHERE job_id = %s ORDER BY seq"
+)
+JOB_MESSAGES = (
+    "SELECT at, attempt, text FROM (SELECT seq, at, attempt, text FROM {messages}"
+    " WHERE job_id = %s ORDER BY seq DESC LIMIT %s) m ORDER BY seq"
+)
+COUNTS = f"SELECT queue, {rules.state_sql('{now}')} AS s, count(*) FROM {{jobs}} GROUP BY queue, s"
+
+# -- cancel, retry, delete, prune --------------------------------------------------------------
+LOCK_FOR_CANCEL = "SELECT id, state, attempt FROM {jobs} WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+CANCEL_QUEUED = (
+    "UPDATE {jobs} SET state = 'cancelled', finished_at = {now} WHERE id = %s AND state = 'queued'"
+)
+REQUEST_CANCEL = "UPDATE {jobs} SET cancel_requested = true WHERE id = %s"
+RETRY = (
+    "UPDATE {jobs} SET state = 'queued', run_at = {now}, errors = 0, crashes = 0,"
+    " error = NULL, result = NULL, finished_at = NULL, cancel_requested = false"
+    f" WHERE id = %s AND state IN {FINISHED_STATES_SQL} RETURNING attempt, queue"
+)
+DELETE = (
+    "WITH d AS (DELETE FROM {jobs} WHERE id = ANY(%s) AND state != 'running' RETURNING id),"
+    " e AS (DELETE FROM {events} WHERE job_id IN (SELECT id FROM d)),"
+    " m AS (DELETE FROM {messages} WHERE job_id IN (SELECT id FROM d))"
+    " SELECT id FROM d"
+)
+PRUNE = (
+    "WITH d AS (DELETE FROM {jobs} WHERE state = ANY(%s)"
+    " AND finished_at < {now} - %s::float8 RETURNING id),"
+    " e AS (DELETE FROM {events} WHERE job_id IN (SELECT id FROM d)),"
+    " m AS (DELETE FROM {messages} WHERE job_id IN (SELECT id FROM d))"
+    " SELECT count(*) FROM d"
+)
+
+# -- processes ---------------------------------------------------------------------------------
+HEARTBEAT = (
+    f"INSERT INTO {{processes}} ({rules.PROCESS_COLUMNS})"
+    " VALUES (%s, %s, %s, %s, %s, %s, coalesce(%s, {now}), {now}, NULL, %s, %s, %s,"
+    " %s, %s, %s)"
+    " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,"
+    " served = excluded.served, failed = excluded.failed,"
+    " current_job = excluded.current_job, rss = excluded.rss,"
+    " peak_rss = greatest(processes.peak_rss, excluded.peak_rss),"
+    " info = excluded.info, stopped_at = NULL"
+)
+STOP_PROCESSES = "UPDATE {processes} SET stopped_at = {now}, current_job = NULL WHERE id = ANY(%s)"
+#: The process rows and the server's now (to judge each row's status).
+LIST_PROCESSES = (
+    f"SELECT {rules.PROCESS_COLUMNS}, {{now}} FROM {{processes}} ORDER BY started_at, id"
+)
+PRUNE_PROCESSES = (
+    "DELETE FROM {processes} WHERE coalesce(stopped_at, heartbeat_at) < {now} - %s::float8"
+)
+
+# -- locks -------------------------------------------------------------------------------------
+TAKE_LOCK = (
+    "INSERT INTO {locks} (name, owner, expires_at) VALUES (%s, %s, {now} + %s::float8)"
+    " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
+    " expires_at = excluded.expires_at"
+    " WHERE locks.owner = excluded.owner OR locks.expires_at < {now}"
+    " RETURNING 1"
+)
+RELEASE_LOCK = "DELETE FROM {locks} WHERE name = %s AND owner = %s"

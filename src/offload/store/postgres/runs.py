@@ -1,0 +1,237 @@
+"""The PostgreSQL store's runs: claims, leases (renewal and rescue) and what a run writes
+(saved values, progress, log lines and its outcome), every write fenced on
+``(job_id, attempt)``.
+
+* A claim is one statement: ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED LIMIT
+  n) RETURNING ...``, so concurrent workers never wait on each other's rows.
+* Outcomes are written ONE way: the statement of ``queries.OUTCOME_CTES`` (every outcome
+  of the batch at once, in order). With nothing else to write it runs alone, in
+  autocommit (one round trip, one commit), with the claim of a worker's usual turn in the
+  same statement (``queries.WRITE_OUTCOMES_AND_CLAIM``). Otherwise (progress, log lines,
+  saved values, or an outcome that puts its job back to run now) the other writes, that
+  statement, the NOTIFY and the claim go in one pipelined transaction, still one round
+  trip; the claim is then a statement of its own, so it can take the requeued job.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psycopg
+
+from offload.store import rules
+from offload.store.postgres import queries as Q
+from offload.store.postgres.core import PostgresCore
+from offload.store.postgres.pool import Conn
+from offload.types import (
+    ClaimedJob,
+    ClaimRequest,
+    JobState,
+    MessageAdd,
+    Outcome,
+    ProgressUpdate,
+    RenewResult,
+    Rescued,
+    SaveValue,
+)
+
+Cursor = psycopg.Cursor[tuple[Any, ...]]
+
+
+class RunsMixin(PostgresCore):
+    """Claim jobs, hold their leases and record how their runs went (a part of
+    :class:`PostgresStore`)."""
+
+    # -- claims ------------------------------------------------------------------------
+    def job_claim(
+        self,
+        *,
+        worker_id: str,
+        queues: Sequence[str],
+        tasks: Sequence[str],
+        limit: int,
+        lease: float,
+        job_ids: Sequence[str] | None = None,
+    ) -> list[ClaimedJob]:
+        if limit <= 0 or not queues or not tasks:
+            return []
+        if job_ids is None:
+            pick, ids = Q.PICK_BY_QUEUE, []
+        else:
+            pick, ids = Q.PICK_IDS, list(job_ids)[:limit]
+            if not ids:
+                return []
+        query = self.q(Q.claim(pick))
+        params = Q.claim_params(worker_id, queues, tasks, limit, lease, ids)
+        rows = self._run(lambda c: c.execute(query, params).fetchall())
+        return [ClaimedJob(*r) for r in rows]
+
+    # -- leases ------------------------------------------------------------------------
+    def lease_renew(
+        self, *, worker_id: str, runs: Sequence[tuple[str, int]], lease: float
+    ) -> RenewResult:
+        if not runs:
+            return RenewResult()
+        query = self.q(Q.RENEW)
+        params = (float(lease), [r[0] for r in runs], [r[1] for r in runs], worker_id)
+        rows = self._run(lambda c: c.execute(query, params).fetchall())
+        held = {(r[0], r[1]): bool(r[2]) for r in rows}
+        lost = [job_id for job_id, attempt in runs if (job_id, attempt) not in held]
+        cancel = [job_id for job_id, attempt in runs if held.get((job_id, attempt))]
+        return RenewResult(lost, cancel)
+
+    def lease_rescue_expired(self, *, crash_limit: int) -> list[Rescued]:
+        def rescue(c: Conn) -> list[Rescued]:
+            rows = c.execute(self.q(Q.EXPIRED)).fetchall()
+            out = []
+            for job_id, attempt, crashes, worker in rows:
+                state = rules.rescue_state(crashes, crash_limit)
+                reason = rules.rescue_reason(worker)
+                c.execute(
+                    self.q(Q.RESCUE),
+                    {
+                        "state": state.value,
+                        "error": rules.rescue_error(reason),
+                        "id": job_id,
+                        "attempt": attempt,
+                    },
+                )
+                self._event(c, job_id, attempt, rules.rescue_kind(state), worker, reason)
+                out.append(Rescued(job_id, attempt, state))
+            if any(r.state is JobState.QUEUED for r in out):
+                self._notify(c, "")
+            return out
+
+        return self._run(rescue)
+
+    # -- what a run writes ---------------------------------------------------------------
+    def job_write(
+        self,
+        *,
+        outcomes: Sequence[Outcome] = (),
+        progress: Sequence[ProgressUpdate] = (),
+        messages: Sequence[MessageAdd] = (),
+        saves: Sequence[SaveValue] = (),
+    ) -> list[bool]:
+        if not (outcomes or progress or messages or saves):
+            return []
+        if _alone(outcomes, progress, messages, saves):
+            return self._write_alone(outcomes, None)[0]
+
+        def record(c: Conn) -> Callable[[], list[bool]]:
+            accepted = self._record(c, outcomes, progress, messages, saves)
+            return lambda: _accepted(accepted, len(outcomes))
+
+        return self._run_pipelined(record)
+
+    def job_write_and_claim(
+        self,
+        *,
+        claim: ClaimRequest,
+        outcomes: Sequence[Outcome] = (),
+        progress: Sequence[ProgressUpdate] = (),
+        messages: Sequence[MessageAdd] = (),
+        saves: Sequence[SaveValue] = (),
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        go = claim.limit > 0 and bool(claim.queues) and bool(claim.tasks)
+        params = Q.claim_params(
+            claim.worker_id, claim.queues, claim.tasks, claim.limit, claim.lease
+        )
+        if (go or outcomes) and _alone(outcomes, progress, messages, saves):
+            return self._write_alone(outcomes, params if go else None)
+        query = self.q(Q.claim(Q.PICK_BY_QUEUE))
+
+        def both(c: Conn) -> Callable[[], tuple[list[bool], list[ClaimedJob]]]:
+            accepted = self._record(c, outcomes, progress, messages, saves)
+            claimed = c.execute(query, params) if go else None
+            return lambda: (
+                _accepted(accepted, len(outcomes)),
+                [ClaimedJob(*r) for r in claimed.fetchall()] if claimed is not None else [],
+            )
+
+        return self._run_pipelined(both)
+
+    def _write_alone(
+        self, outcomes: Sequence[Outcome], claim_params: dict[str, Any] | None
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        """Outcomes, and the claim when ``claim_params`` are given (a worker's usual
+        turn), as ONE autocommit statement: one round trip, one commit."""
+        params: dict[str, Any] = Q.outcome_params(outcomes)
+        if claim_params is None:
+            query = self.q(Q.WRITE_OUTCOMES)
+            rows = self._run(lambda c: c.execute(query, params).fetchall(), single=True)
+            return Q.accepted([r[0] for r in rows], len(outcomes)), []
+        query = self.q(Q.WRITE_OUTCOMES_AND_CLAIM)
+        params.update(claim_params)
+        rows = self._run(lambda c: c.execute(query, params).fetchall(), single=True)
+        accepted = Q.accepted(rows[0][0] if rows else None, len(outcomes))
+        claimed = [r for r in rows if r[1] is not None]
+        claimed.sort(key=lambda r: (-r[12], r[13], r[1]))  # claim order
+        return accepted, [ClaimedJob(*r[1:13]) for r in claimed]
+
+    def _record(
+        self,
+        c: Conn,
+        outcomes: Sequence[Outcome],
+        progress: Sequence[ProgressUpdate],
+        messages: Sequence[MessageAdd],
+        saves: Sequence[SaveValue],
+    ) -> Cursor | None:
+        """The statements of :meth:`job_write`, sent in the caller's pipelined
+        transaction; the cursor of the outcome statement (None without outcomes)."""
+        for s in saves:  # rare: a read-modify-write keeps the client's JSON text
+            row = c.execute(self.q(Q.RUNNING_SAVED), (s.job_id, s.attempt)).fetchone()
+            if row is not None:
+                saved = json.loads(row[0])
+                saved[s.key] = json.loads(s.value)
+                c.execute(self.q(Q.SET_SAVED), (json.dumps(saved, separators=(",", ":")), s.job_id))
+        # Progress and messages first, since an outcome ends the run they are
+        # fenced on.
+        if progress:
+            c.execute(
+                self.q(Q.SET_PROGRESS),
+                (
+                    [p.job_id for p in progress],
+                    [p.attempt for p in progress],
+                    [float(p.current) for p in progress],
+                    [Q.float_or_none(p.total) for p in progress],
+                    [p.message for p in progress],
+                ),
+            )
+        if messages:
+            c.execute(
+                self.q(Q.ADD_MESSAGES),
+                (
+                    [m.job_id for m in messages],
+                    [m.attempt for m in messages],
+                    [m.text for m in messages],
+                ),
+            )
+        if not outcomes:
+            return None
+        accepted = c.execute(self.q(Q.WRITE_OUTCOMES), Q.outcome_params(outcomes))
+        if any(map(rules.wakes_workers, outcomes)):
+            self._notify(c, "")  # a requeue to run now (a spurious wake-up is cheap)
+        return accepted
+
+
+def _alone(
+    outcomes: Sequence[Outcome],
+    progress: Sequence[ProgressUpdate],
+    messages: Sequence[MessageAdd],
+    saves: Sequence[SaveValue],
+) -> bool:
+    """True when the outcome statement can go alone, in autocommit: nothing else to write,
+    and no outcome puts its job back to run now (that needs a NOTIFY, and a claim in the
+    same call must see the job queued again, which one statement's snapshot cannot)."""
+    return not (progress or messages or saves or any(map(rules.wakes_workers, outcomes)))
+
+
+def _accepted(cursor: Cursor | None, count: int) -> list[bool]:
+    """Whether each of ``count`` outcomes was accepted, from the cursor of
+    ``queries.WRITE_OUTCOMES`` (the numbers of the accepted ones)."""
+    if cursor is None:
+        return []
+    return Q.accepted([row[0] for row in cursor.fetchall()], count)

@@ -1,0 +1,20 @@
+"""The PostgreSQL store itself: the class that puts its parts together (jobs, runs,
+processes and locks, each a mixin of its own module, on the shared core) and its
+wake-ups."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from offload.store.base import Waiter
+from offload.store.postgres.jobs import JobsMixin
+from offload.store.postgres.listen import ListenWaiter
+from offload.store.postgres.processes import ProcessesMixin
+from offload.store.postgres.runs import RunsMixin
+
+
+class PostgresStore(JobsMixin, RunsMixin, ProcessesMixin):
+    """The store for ``postgresql://`` urls. See the package docstring."""
+
+    def waiter(self, queues: Sequence[str]) -> Waiter:
+        return ListenWaiter(self.url, self.channel, queues, self.db.connect_kwargs)

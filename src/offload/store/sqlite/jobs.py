@@ -1,0 +1,208 @@
+"""The SQLite store's jobs: enqueue (with the free-space watermark and on the caller's own
+connection), reads (get, list, history, log lines, counts) and what an operator does
+(cancel, retry, delete, prune)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from offload.errors import ConfigError, StoreFull
+from offload.settings import Settings
+from offload.store import rules
+from offload.store.base import Store
+from offload.store.sqlite import queries as Q
+from offload.store.sqlite.connection import Database, translate
+from offload.store.sqlite.wake import WakeSender
+from offload.types import JobEvent, JobFilter, JobMessage, JobRow, JobState, NewJob
+
+
+def add_event(
+    c: sqlite3.Connection,
+    job_id: str,
+    at: float,
+    attempt: int,
+    kind: str,
+    worker: str | None,
+    message: str = "",
+) -> None:
+    """One line of a job's history, inside the caller's write transaction."""
+    c.execute(Q.INSERT_EVENT, (job_id, at, attempt, kind, worker, message))
+
+
+class JobsMixin(Store):
+    """Enqueue, read and administer jobs (a part of :class:`SQLiteStore`)."""
+
+    settings: Settings
+    path: str
+    db: Database
+    _waker: WakeSender
+
+    # -- enqueue -----------------------------------------------------------------------
+    def job_insert_many(self, jobs: Sequence[NewJob], connection: Any = None) -> list[str]:
+        if not jobs:
+            return []
+        self._check_free_space()
+        if connection is not None:
+            return self._insert_on(connection, jobs)
+        ids = self.db.write(lambda c: _insert(c, jobs))
+        self._waker.wake(j.queue for j in jobs)
+        return ids
+
+    def _insert_on(self, connection: Any, jobs: Sequence[NewJob]) -> list[str]:
+        if not isinstance(connection, sqlite3.Connection):
+            raise ConfigError(
+                f"expected a sqlite3.Connection for a SQLite store, got {type(connection).__name__}"
+            )
+        (_, _name, file), *_ = connection.execute("PRAGMA database_list").fetchall()
+        if not file or os.path.realpath(file) != os.path.realpath(self.path):
+            raise ConfigError(
+                f"the connection is on {file or 'an in-memory database'!r}, "
+                f"not on the store's file {self.path!r}"
+            )
+        if not self.db.migrated:
+            self.db.conn()  # the tables must exist before the caller's transaction uses them
+        try:
+            return _insert(connection, jobs)
+        except sqlite3.DatabaseError as exc:
+            raise translate(exc, self.path) from exc
+
+    def _check_free_space(self) -> None:
+        if not self.settings.min_free_bytes:
+            return
+        try:
+            st = os.statvfs(os.path.dirname(self.path))
+        except OSError:
+            return
+        free = st.f_bavail * st.f_frsize
+        if free < self.settings.min_free_bytes:
+            raise StoreFull(
+                f"{self.path}: only {free} bytes free on its disk, under the "
+                f"{self.settings.min_free_bytes}-byte reserve kept for recording running jobs"
+            )
+
+    # -- reads -------------------------------------------------------------------------
+    def job_get(self, job_id: str) -> JobRow | None:
+        rows = self.db.read(Q.GET_JOB, (job_id,))
+        return rules.job_row(rows[0], time.time()) if rows else None
+
+    def job_list(self, filter: JobFilter) -> list[JobRow]:
+        now = time.time()
+        where, values = rules.job_filter_sql(filter, now=":now", param=lambda name: f":{name}")
+        rows = self.db.read(Q.list_jobs(where), {**values, "now": now, "limit": filter.limit})
+        return [rules.job_row(r, now) for r in rows]
+
+    def job_events(self, job_id: str) -> list[JobEvent]:
+        return [JobEvent(*r) for r in self.db.read(Q.JOB_EVENTS, (job_id,))]
+
+    def job_messages(self, job_id: str, limit: int = 1000) -> list[JobMessage]:
+        return [JobMessage(*r) for r in self.db.read(Q.JOB_MESSAGES, (job_id, limit))]
+
+    def job_counts(self) -> dict[tuple[str, str], int]:
+        rows = self.db.read(Q.COUNTS, (time.time(),))
+        return {(q, s): n for q, s, n in rows}
+
+    # -- cancel, retry, delete, prune ----------------------------------------------------
+    def job_cancel(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        def cancel(c: sqlite3.Connection) -> dict[str, JobState]:
+            now = time.time()
+            out: dict[str, JobState] = {}
+            for job_id in job_ids:
+                row = c.execute(Q.STATE_AND_ATTEMPT, (job_id,)).fetchone()
+                if row is None:
+                    continue
+                state, attempt = JobState(row[0]), row[1]
+                if state is JobState.QUEUED:
+                    c.execute(Q.CANCEL_QUEUED, (now, job_id))
+                    add_event(c, job_id, now, attempt, "cancelled", None, "cancelled")
+                    state = JobState.CANCELLED
+                elif state is JobState.RUNNING:
+                    c.execute(Q.REQUEST_CANCEL, (job_id,))
+                    add_event(c, job_id, now, attempt, "cancel_requested", None, "")
+                out[job_id] = state
+            return out
+
+        return self.db.write(cancel)
+
+    def job_retry(self, job_ids: Sequence[str]) -> list[str]:
+        def retry(c: sqlite3.Connection) -> list[str]:
+            now = time.time()
+            done = []
+            for job_id in job_ids:
+                try:
+                    row = c.execute(Q.RETRY, (now, job_id)).fetchone()
+                except sqlite3.IntegrityError:
+                    continue  # another job with the same unique key is active
+                if row is not None:
+                    add_event(c, job_id, now, row[0], "retried", None, "requeued by hand")
+                    done.append(job_id)
+            return done
+
+        done = self.db.write(retry)
+        if done:
+            self._waker.wake(r[0] for r in self.db.read(Q.queues_of(len(done)), done))
+        return done
+
+    def job_delete(self, job_ids: Sequence[str]) -> list[str]:
+        def delete(c: sqlite3.Connection) -> list[str]:
+            done = []
+            for job_id in job_ids:
+                row = c.execute(Q.DELETE_JOB, (job_id,)).fetchone()
+                if row is not None:
+                    c.execute(Q.DELETE_EVENTS, (job_id,))
+                    c.execute(Q.DELETE_MESSAGES, (job_id,))
+                    done.append(job_id)
+            return done
+
+        return self.db.write(delete)
+
+    def job_prune(self, *, older_than: float, states: Sequence[JobState]) -> int:
+        finished = [JobState(s).value for s in states if JobState(s).finished]
+        if not finished:
+            return 0
+
+        def prune(c: sqlite3.Connection) -> int:
+            cutoff = time.time() - older_than
+            deleted = c.execute(Q.prune_jobs(len(finished)), [*finished, cutoff]).fetchall()
+            ids = [r[0] for r in deleted]
+            for chunk in _chunks(ids, 500):
+                c.execute(Q.delete_events_of(len(chunk)), chunk)
+                c.execute(Q.delete_messages_of(len(chunk)), chunk)
+            return len(ids)
+
+        return self.db.write(prune)
+
+
+def _insert(c: sqlite3.Connection, jobs: Sequence[NewJob]) -> list[str]:
+    """Insert ``jobs`` on ``c`` (in its transaction); their ids, or for a job whose unique
+    key an unfinished job holds, that job's id."""
+    now = time.time()
+    ids: list[str] = []
+    rows = []
+    batch_keys: dict[str, str] = {}
+    for j in jobs:
+        if j.unique_key is not None:
+            found = (
+                batch_keys.get(j.unique_key)
+                or c.execute(Q.ACTIVE_WITH_KEY, (j.unique_key,)).fetchone()
+            )
+            if found:
+                ids.append(found if isinstance(found, str) else found[0])
+                continue
+            batch_keys[j.unique_key] = j.id
+        run_at = j.run_at if j.run_at is not None else now + j.delay
+        rows.append(
+            (j.id, j.task, j.queue, j.priority, j.args, j.kwargs, j.max_attempts, now,
+             run_at, j.timeout, j.options, j.unique_key)
+        )  # fmt: skip
+        ids.append(j.id)
+    c.executemany(Q.INSERT_JOB, rows)
+    return ids
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,215 @@
+"""The SQLite store's runs: claims, leases (renewal and rescue) and what a run writes
+(progress, log lines, saved values and its outcome), every write fenced on
+``(job_id, attempt)``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from offload.store import rules
+from offload.store.base import Store
+from offload.store.sqlite import queries as Q
+from offload.store.sqlite.connection import Database
+from offload.store.sqlite.jobs import add_event
+from offload.types import (
+    ClaimedJob,
+    ClaimRequest,
+    JobState,
+    MessageAdd,
+    Outcome,
+    ProgressUpdate,
+    RenewResult,
+    Rescued,
+    SaveValue,
+)
+
+
+class RunsMixin(Store):
+    """Claim jobs, hold their leases and record how their runs went (a part of
+    :class:`SQLiteStore`)."""
+
+    db: Database
+
+    # -- claims ------------------------------------------------------------------------
+    def job_claim(
+        self,
+        *,
+        worker_id: str,
+        queues: Sequence[str],
+        tasks: Sequence[str],
+        limit: int,
+        lease: float,
+        job_ids: Sequence[str] | None = None,
+    ) -> list[ClaimedJob]:
+        if limit <= 0 or not queues or not tasks:
+            return []
+        if job_ids is not None:
+            ids = list(job_ids)[:limit]
+            if not ids:
+                return []
+            return self.db.write(lambda c: _claim_ids(c, worker_id, queues, tasks, lease, ids))
+        return self.db.write(lambda c: _claim_due(c, worker_id, queues, tasks, limit, lease))
+
+    # -- leases ------------------------------------------------------------------------
+    def lease_renew(
+        self, *, worker_id: str, runs: Sequence[tuple[str, int]], lease: float
+    ) -> RenewResult:
+        if not runs:
+            return RenewResult()
+
+        def renew(c: sqlite3.Connection) -> RenewResult:
+            now = time.time()
+            lost, cancel = [], []
+            for job_id, attempt in runs:
+                row = c.execute(Q.RENEW, (now + lease, job_id, attempt, worker_id)).fetchone()
+                if row is None:
+                    lost.append(job_id)
+                elif row[0]:
+                    cancel.append(job_id)
+            return RenewResult(lost, cancel)
+
+        return self.db.write(renew)
+
+    def lease_rescue_expired(self, *, crash_limit: int) -> list[Rescued]:
+        def rescue(c: sqlite3.Connection) -> list[Rescued]:
+            now = time.time()
+            rows = c.execute(Q.EXPIRED, (now,)).fetchall()
+            out = []
+            for job_id, attempt, crashes, worker in rows:
+                state = rules.rescue_state(crashes, crash_limit)
+                reason = rules.rescue_reason(worker)
+                error = rules.rescue_error(reason)
+                c.execute(Q.RESCUE, (state.value, error, now, state.value, now, job_id, attempt))
+                add_event(c, job_id, now, attempt, rules.rescue_kind(state), worker, reason)
+                out.append(Rescued(job_id, attempt, state))
+            return out
+
+        return self.db.write(rescue)
+
+    # -- what a run writes ---------------------------------------------------------------
+    def job_write(
+        self,
+        *,
+        outcomes: Sequence[Outcome] = (),
+        progress: Sequence[ProgressUpdate] = (),
+        messages: Sequence[MessageAdd] = (),
+        saves: Sequence[SaveValue] = (),
+    ) -> list[bool]:
+        if not (outcomes or progress or messages or saves):
+            return []
+        return self.db.write(lambda c: _record(c, outcomes, progress, messages, saves))
+
+    def job_write_and_claim(
+        self,
+        *,
+        claim: ClaimRequest,
+        outcomes: Sequence[Outcome] = (),
+        progress: Sequence[ProgressUpdate] = (),
+        messages: Sequence[MessageAdd] = (),
+        saves: Sequence[SaveValue] = (),
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        def both(c: sqlite3.Connection) -> tuple[list[bool], list[ClaimedJob]]:
+            accepted = _record(c, outcomes, progress, messages, saves)
+            jobs = _claim_due(
+                c, claim.worker_id, claim.queues, claim.tasks, claim.limit, claim.lease
+            )
+            return accepted, jobs
+
+        return self.db.write(both)
+
+
+def _claim_due(
+    c: sqlite3.Connection,
+    worker_id: str,
+    queues: Sequence[str],
+    tasks: Sequence[str],
+    limit: int,
+    lease: float,
+) -> list[ClaimedJob]:
+    """Claim due jobs inside the caller's write transaction."""
+    if limit <= 0 or not queues or not tasks:
+        return []
+    now = time.time()
+    bound: list[Any] = []
+    for queue in queues:
+        bound.extend([queue, now, *tasks, limit])
+    if len(queues) > 1:
+        bound.append(limit)
+    rows = c.execute(
+        Q.claim_due(len(queues), len(tasks)), [worker_id, now + lease, now, *bound]
+    ).fetchall()
+    c.executemany(Q.INSERT_STARTED, [(r[0], now, r[5], worker_id) for r in rows])
+    # RETURNING comes in no particular order: hand jobs out in claim order.
+    rows.sort(key=lambda r: (-r[11], r[12], r[0]))
+    return [ClaimedJob(*r[:12]) for r in rows]
+
+
+def _claim_ids(
+    c: sqlite3.Connection,
+    worker_id: str,
+    queues: Sequence[str],
+    tasks: Sequence[str],
+    lease: float,
+    ids: list[str],
+) -> list[ClaimedJob]:
+    """Claim those of ``ids`` that are due, inside the caller's write transaction."""
+    now = time.time()
+    rows = c.execute(
+        Q.claim_ids(len(ids), len(queues), len(tasks)),
+        [worker_id, now + lease, now, *ids, now, *queues, *tasks],
+    ).fetchall()
+    c.executemany(Q.INSERT_STARTED, [(r[0], now, r[5], worker_id) for r in rows])
+    return [ClaimedJob(*r) for r in rows]
+
+
+def _record(
+    c: sqlite3.Connection,
+    outcomes: Sequence[Outcome],
+    progress: Sequence[ProgressUpdate],
+    messages: Sequence[MessageAdd],
+    saves: Sequence[SaveValue],
+) -> list[bool]:
+    """The writes of :meth:`Store.job_write`, inside the caller's write transaction."""
+    now = time.time()
+    if progress:
+        c.executemany(
+            Q.SET_PROGRESS,
+            [(p.current, p.total, p.message, p.job_id, p.attempt) for p in progress],
+        )
+    if messages:
+        c.executemany(
+            Q.ADD_MESSAGE,
+            [(m.job_id, now, m.attempt, m.text, m.job_id, m.attempt) for m in messages],
+        )
+    for s in saves:
+        row = c.execute(Q.RUNNING_SAVED, (s.job_id, s.attempt)).fetchone()
+        if row is not None:
+            saved = json.loads(row[0])
+            saved[s.key] = json.loads(s.value)
+            c.execute(Q.SET_SAVED, (json.dumps(saved, separators=(",", ":")), s.job_id))
+    return [_finish(c, o, now) for o in outcomes]
+
+
+def _finish(c: sqlite3.Connection, o: Outcome, now: float) -> bool:
+    """One outcome: the fenced transition and its event (``refused`` if stale)."""
+    errors, crashes = rules.outcome_errors(o), rules.outcome_crashes(o)
+    if o.state is JobState.QUEUED:
+        cur = c.execute(
+            Q.REQUEUE,
+            (o.delay, now + o.delay, now, errors, crashes, o.error, o.job_id, o.attempt),
+        )
+    else:
+        cur = c.execute(
+            Q.FINISH,
+            (o.state.value, o.result, o.error, now, errors, crashes, o.job_id, o.attempt),
+        )
+    if cur.rowcount == 1:
+        add_event(c, o.job_id, now, o.attempt, rules.outcome_kind(o), o.worker_id, o.reason)
+        return True
+    if c.execute(Q.JOB_EXISTS, (o.job_id,)).fetchone() is not None:
+        add_event(c, o.job_id, now, o.attempt, rules.REFUSED, o.worker_id, rules.refusal(o))
+    return False
