@@ -16,7 +16,7 @@ from offload.cli.render import (
     json_line,
     make_console,
 )
-from offload.store.rules import GONE_AFTER_BEATS, process_statuses
+from offload.store.rules import GONE_AFTER_BEATS
 from offload.types import ProcessInfo
 from offload.views import process_dict, tree_order, uptime
 
@@ -39,10 +39,8 @@ def ps(app: Offload, show_all: bool, as_json: bool) -> None:
     five minutes unless --all is given.
     """
     store = app.store
-    gone_after = GONE_AFTER_BEATS * app.settings.heartbeat
-    rows = store.process_list(gone_after=gone_after)
+    rows = store.process_list(gone_after=GONE_AFTER_BEATS * app.settings.heartbeat)
     now = store.now()
-    rows = process_statuses(rows, now, gone_after)
     if not show_all:
         rows = [p for p in rows if not _stopped_long_ago(p, now)]
     rows = tree_order(rows)
