@@ -262,7 +262,9 @@ class Pool(Component):
                 self._maybe_recycle(slot)
 
     def _maybe_recycle(self, slot: Slot) -> None:
-        if self._stopping or slot.job is not None:
+        # A retiring child's late "returned" must not recycle it again: a second
+        # replacement would orphan the first and register its pipe twice, wedging the loop.
+        if self._stopping or slot.retiring or slot.job is not None:
             return
         limit = self._settings.child_memory_limit
         rss = slot.child.rss() if limit else 0
