@@ -11,8 +11,10 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
 
+from offload.context import JobContext
 from offload.errors import ConfigError, PayloadTooLarge, SerializationError, TaskNotFound
 from offload.ids import uuid7
+from offload.reporters import NullReporter
 from offload.serialization import dumps
 from offload.settings import check_identifier
 from offload.types import NewJob
@@ -346,9 +348,6 @@ def _with_context(task: Task[Any, Any], args: tuple[Any, ...]) -> tuple[Any, ...
     """Prepend a detached JobContext for a context task called directly."""
     if not task.options.context:
         return args
-    from offload.context import JobContext
-    from offload.reporters import NullReporter
-
     ctx = JobContext(
         job_id="", task=task.name, queue=task.options.queue, attempt=0, reporter=NullReporter()
     )

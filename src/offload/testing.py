@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from offload.app import Offload
 from offload.errors import WaitTimeout
 from offload.execution import Runner
+from offload.types import JobFilter, JobState
 
 T = TypeVar("T")
 
@@ -43,8 +44,6 @@ def run_pending(
 
 def assert_enqueued(app: Offload, task_name: str, **filters: Any) -> None:
     """Fail unless a waiting job of ``task_name`` exists (kwargs must match if given)."""
-    from offload.types import JobFilter, JobState
-
     for state in (JobState.QUEUED, JobState.SCHEDULED):
         for record in app.store.job_list(JobFilter(state=state, task=task_name, limit=1000)):
             job = app.get_job(record.id)

@@ -40,7 +40,7 @@ _log_file = click.option(
 @handle_errors
 def worker(app: Offload, concurrency: int | None, queues: str | None, log_file: str | None) -> None:
     """Run a supervisor and child processes until SIGTERM (graceful) or SIGINT (fast)."""
-    from offload.worker import run_worker
+    from offload.worker import run_worker  # loaded by the commands that run jobs only
 
     logs.configure(log_file)
     run_worker(app, concurrency=concurrency, queues=_queues(queues))

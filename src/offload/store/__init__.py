@@ -20,6 +20,7 @@ def open_store(settings: Settings) -> Store:
     Opening does no I/O; the first operation connects (and migrates if needed).
     """
     if settings.scheme == "sqlite":
+        # Each backend loads when chosen: PostgreSQL's needs psycopg, an optional extra.
         from offload.store.sqlite import SQLiteStore
 
         return SQLiteStore(settings)
