@@ -62,7 +62,7 @@ def test_drain_finds_the_app_through_offload_app(tmp_path: Path, sqlite_url: str
         )  # fmt: skip
 
         assert done.returncode == 0, done.stderr
-        assert done.stdout.startswith("drain: 1 jobs run, 1 succeeded, 0 failed")
+        assert done.stdout.startswith("drain: 1 run: 1 succeeded, 0 retried, 0 failed, 0 refused")
         assert job.refresh().state is JobState.SUCCEEDED
         assert "event=job.succeeded" in done.stderr
     finally:

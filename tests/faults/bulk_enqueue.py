@@ -2,7 +2,8 @@
 
 ``python -m tests.faults.bulk_enqueue RUN SIZE`` (store from ``OFFLOAD_URL``): prints
 ``ready`` once imported and connected, then enqueues batch after batch of SIZE ``work``
-jobs, each job's first argument naming its batch (``RUN:k``).
+jobs, each job's first argument naming its batch (``RUN:k``), printing ``committed`` after
+each batch is stored.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ def main(run: str, size: int) -> None:
     batch = 0
     while True:
         task.enqueue_many([(f"{run}:{batch}", i, 0) for i in range(size)])
+        print("committed", flush=True)
         batch += 1
 
 

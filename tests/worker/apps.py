@@ -138,6 +138,20 @@ async def loop_identity() -> list[int]:
     return [os.getpid(), id(asyncio.get_running_loop())]
 
 
+def sleep_for(seconds: float) -> float:
+    """Run for ``seconds``."""
+    ledger("start")
+    time.sleep(seconds)
+    ledger("done")
+    return seconds
+
+
+def always_fails() -> None:
+    """Raise, every time (its retries are an hour apart, so a drain runs it once)."""
+    ledger("start")
+    raise RuntimeError("always fails")
+
+
 def extra() -> str:
     ledger("done")
     return "extra"
@@ -156,4 +170,6 @@ for _app in (app, small_app):
     _app.task(reporting, context=True)
     _app.task(async_add)
     _app.task(loop_identity)
+    _app.task(sleep_for)
+    _app.task(always_fails, retries=3, backoff=3600)
 app.task(extra)

@@ -57,7 +57,7 @@ def test_run_drain_from_a_script(tmp_path: Path, sqlite_url: str) -> None:
     assert done.returncode == 0, done.stderr
     loaded, first, second = done.stdout.splitlines()
     assert loaded == "app loaded"
-    assert first.startswith("drain: 5 jobs run, 5 succeeded, 0 failed")
+    assert first.startswith("drain: 5 runs: 5 succeeded, 0 retried, 0 failed, 0 refused")
     assert second == "[0, 2, 4, 6, 8]"
 
 

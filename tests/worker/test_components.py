@@ -3,6 +3,7 @@ maintenance round, batch sizes and how a run ends."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,10 +13,11 @@ from offload import JobState, Offload
 from offload.types import Outcome
 from offload.worker.batching import BatchSizer
 from offload.worker.component import Component
-from offload.worker.config import WorkerConfig
+from offload.worker.config import DrainSummary, Stats, WorkerConfig
 from offload.worker.endings import event_of
 from offload.worker.maintenance import Duty, Maintenance
 from offload.worker.supervisor import MAX_WAIT, Supervisor
+from offload.worker.writes import Recorder, StoreGuard
 
 
 class Fixed(Component):
@@ -97,3 +99,70 @@ def test_outcomes_are_logged_under_the_event_of_how_they_ended() -> None:
     assert event_of(outcome(JobState.QUEUED, crashed=True, count_error=False)) == "job.crashed"
     assert event_of(outcome(JobState.QUEUED)) == "job.retry"
     assert event_of(outcome(JobState.QUEUED, count_error=False)) == "job.requeued"
+
+
+def test_a_budget_ends_a_worker_that_does_not_exit_when_idle(tmp_path: Path) -> None:
+    # The budget's moment is in every wait's timeout; once past, it must be acted on (the
+    # worker stops) or the loop turns without waiting, at 100% CPU.
+    app = Offload(f"sqlite:///{tmp_path / 'jobs.db'}")
+    app.migrate()
+    config = WorkerConfig(queues=("default",), concurrency=1, budget=0.3)
+    supervisor = Supervisor(app, config)
+    turns = 0
+    turn = supervisor._turn
+
+    def counted() -> None:
+        nonlocal turns
+        turns += 1
+        turn()
+
+    supervisor._turn = counted  # type: ignore[method-assign]
+    safety = threading.Timer(4.0, supervisor.request_stop, kwargs={"fast": True})
+    safety.start()
+    began = time.monotonic()
+    try:
+        supervisor.run()
+    finally:
+        safety.cancel()
+        app.close()
+
+    assert time.monotonic() - began < 3.0
+    assert turns < 50, f"{turns} turns in {time.monotonic() - began:.1f} s"
+
+
+class Writes:
+    """A store that accepts every outcome but those of the job ``stale``."""
+
+    def job_write(self, *, outcomes: Sequence[Outcome], **_: Any) -> list[bool]:
+        return [o.job_id != "stale" for o in outcomes]
+
+    def process_stop(self, ids: Sequence[str]) -> None:
+        return None
+
+
+def test_outcomes_are_counted_by_how_they_ended_once_the_store_answered() -> None:
+    stats, tally = Stats(), Stats()
+    recorder = Recorder(lambda: Writes(), StoreGuard("w"), stats)  # type: ignore[arg-type,return-value]
+    error = {"count_error": True}
+    recorder.pending.outcomes = [
+        Outcome("ok", 1, JobState.SUCCEEDED),
+        Outcome("stale", 1, JobState.SUCCEEDED),  # refused: neither succeeded nor failed
+        Outcome("raised", 1, JobState.QUEUED, delay=5.0, **error),  # retried
+        Outcome("crashed", 1, JobState.QUEUED, count_error=False, crashed=True),  # retried
+        Outcome("last", 3, JobState.FAILED),
+        Outcome("crashy", 1, JobState.QUARANTINED, count_error=False, crashed=True),
+        Outcome("cancel", 1, JobState.CANCELLED, count_error=False),
+        Outcome("back", 1, JobState.QUEUED, count_error=False),  # requeued: not a run
+    ]
+    recorder.pending.tallies[("stale", 1)] = tally
+    recorder.pending.tallies[("ok", 1)] = tally
+
+    assert recorder.flush(force=True)
+
+    counts = (stats.succeeded, stats.retried, stats.failed, stats.refused, stats.requeued)
+    assert counts == (1, 2, 3, 1, 1)
+    assert (stats.run, stats.served, stats.errors) == (7, 6, 5)
+    assert (tally.run, tally.succeeded, tally.refused) == (2, 1, 1)
+    summary = DrainSummary.of(stats, 1.25)
+    assert summary.line() == "drain: 7 runs: 1 succeeded, 2 retried, 3 failed, 1 refused in 1.2 s"
+    assert DrainSummary.of(Stats(succeeded=1), 0.5).line().startswith("drain: 1 run: 1 succeeded")

@@ -52,5 +52,7 @@ def test_the_documented_crontab_line_drains_the_queue(tmp_path: Path) -> None:
 
     # Then it exits 0 with a one-line summary and every job ran.
     assert out.returncode == 0, out.stderr
-    assert re.fullmatch(r"drain: 20 jobs run, 20 succeeded, 0 failed in [\d.]+ s\n", out.stdout)
+    assert re.fullmatch(
+        r"drain: 20 runs: 20 succeeded, 0 retried, 0 failed, 0 refused in [\d.]+ s\n", out.stdout
+    )
     assert [j.refresh().result() for j in jobs] == [n * 2 for n in range(20)]

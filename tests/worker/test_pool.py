@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import time
 
 from offload import JobState
 from offload.testing import wait_for
@@ -162,3 +165,64 @@ def test_a_replacement_child_starts_work_at_once(harness: Harness) -> None:
     # Seven more recycles: about a second each before, a few milliseconds now.
     wait_for(lambda: all(j.refresh().finished for j in jobs), timeout=4, what="all jobs")
     assert len({job.result() for job in jobs}) == 8
+
+
+def test_the_process_table_shows_a_job_soon_after_it_starts_and_ends(harness: Harness) -> None:
+    # Heartbeats 5 s apart: only the write that follows a dispatch can show it this soon.
+    worker = harness.start("worker", "--concurrency", "1", heartbeat=5, lease=15)
+    wait_for(lambda: len(harness.processes()) == 2, timeout=10, what="worker up")
+    time.sleep(0.3)  # past the rows written for the new child
+
+    job = harness.task("sleep_for").enqueue(1.5)
+    wait_for(lambda: harness.runs_of(job.id, "start"), timeout=10, interval=0.01, what="start")
+    started = time.monotonic()
+    wait_for(lambda: harness.child_running(job.id), timeout=1.4, interval=0.02, what="row")
+    assert time.monotonic() - started < 0.5
+    shown = harness.run("ps", "--json")
+    assert shown.returncode == 0, shown.stderr
+    rows = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert [r["current_job"] for r in rows if r["kind"] == "child"] == [job.id]
+
+    assert job.wait(timeout=10).state is JobState.SUCCEEDED
+    ended = time.monotonic()
+    wait_for(lambda: harness.child_running(job.id) is None, timeout=2, interval=0.02)
+    assert time.monotonic() - ended < 0.5
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=10) == 0
+
+
+def _open_files(pid: int) -> set[str]:
+    """What ``pid``'s descriptors point to (``socket:[123]`` for a socket)."""
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            found.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            continue  # closed meanwhile
+    return found
+
+
+def _sockets(pid: int) -> set[str]:
+    """The socket inodes ``pid`` holds open (``socket:[123]``)."""
+    return {target for target in _open_files(pid) if target.startswith("socket:")}
+
+
+def test_a_child_holds_no_descriptor_of_the_supervisor_but_its_own_pipe(harness: Harness) -> None:
+    # Every job recycles its child: the replacements fork while the supervisor holds its
+    # wake-up socket, its stop-signal socket and its other children's pipes.
+    worker = harness.start("worker", "--concurrency", "2", recycle_min=1, recycle_max=1)
+    jobs = [harness.task("record").enqueue(i) for i in range(6)]
+    assert [j.wait(timeout=20).result() for j in jobs] == list(range(6))
+    gate = harness.gate()
+    held = [harness.task("gated").enqueue(str(gate)) for _ in range(2)]
+    rows = [wait_for(lambda j=j: harness.child_running(j.id), timeout=15) for j in held]
+
+    supervisor = _sockets(worker.pid)
+    for row in rows:
+        own = _sockets(row.pid)
+        assert len(own) == 1, f"child {row.pid} holds {own}"  # its end of its pipe
+        assert not own & supervisor
+        store_files = [f for f in _open_files(row.pid) if "jobs.db" in f]
+        assert store_files == [], f"child {row.pid} holds the store's files open"
+    gate.touch()
+    assert all(j.wait(timeout=10).state is JobState.SUCCEEDED for j in held)

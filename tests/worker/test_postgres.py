@@ -1,4 +1,4 @@
-"""The worker on PostgreSQL: the same supervisor, a LISTEN waiter without a descriptor."""
+"""The worker on PostgreSQL: the same supervisor, woken through its LISTEN connection."""
 
 from __future__ import annotations
 
@@ -38,5 +38,42 @@ def test_drain_on_postgres(pg_harness: Harness) -> None:
     done = pg_harness.run("drain", "--concurrency", "2")
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("drain: 4 jobs run, 4 succeeded, 0 failed")
+    assert done.stdout.startswith("drain: 4 runs: 4 succeeded, 0 retried, 0 failed, 0 refused")
     assert all(j.refresh().state is JobState.SUCCEEDED for j in jobs)
+
+
+def _server_sockets(pid: int, port: int) -> list[int]:
+    """Inodes of the sockets ``pid`` holds to the PostgreSQL server on ``port``."""
+    import psutil
+
+    try:
+        connections = psutil.Process(pid).net_connections(kind="inet")
+    except psutil.NoSuchProcess:
+        return []
+    return [c.fd for c in connections if c.raddr and c.raddr.port == port]
+
+
+def test_children_hold_no_connection_to_the_postgres_server(pg_harness: Harness) -> None:
+    import psutil
+    from psycopg.conninfo import conninfo_to_dict
+
+    h = pg_harness
+    port = int(conninfo_to_dict(h.url)["port"])
+    # Every job recycles its child, so most children are forked while the supervisor
+    # holds its LISTEN connection (and has just used its pool).
+    worker = h.start("worker", "--concurrency", "2", recycle_min=1, recycle_max=1)
+    jobs = [h.task("record").enqueue(i) for i in range(6)]
+    assert [j.wait(timeout=20).result() for j in jobs] == list(range(6))
+    gate = h.gate()
+    held = [h.task("gated").enqueue(str(gate)) for _ in range(2)]
+    wait_for(lambda: all(h.child_running(j.id) for j in held), timeout=15, what="children busy")
+
+    assert _server_sockets(worker.pid, port), "the supervisor should hold its LISTEN socket"
+    children = psutil.Process(worker.pid).children()
+    assert len(children) >= 2
+    for child in children:
+        assert _server_sockets(child.pid, port) == [], f"child {child.pid} holds a server socket"
+    gate.touch()
+    assert all(j.wait(timeout=10).state is JobState.SUCCEEDED for j in held)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0

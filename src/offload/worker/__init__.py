@@ -3,7 +3,7 @@
 >>> from offload.worker import run_worker, run_drain
 >>> run_worker(app, concurrency=4, queues=["default", "mail"])   # until SIGTERM
 >>> run_drain(app, budget=55).line()                              # cron: until empty
-'drain: 12 jobs run, 12 succeeded, 0 failed in 3.1 s'
+'drain: 12 runs: 12 succeeded, 0 retried, 0 failed, 0 refused in 3.1 s'
 
 The supervisor runs no job code; see :mod:`offload.worker.supervisor` for its loop and
 why children are forked, and :mod:`offload.worker.component` for the parts it drives.

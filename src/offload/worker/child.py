@@ -76,7 +76,11 @@ class Child:
             # The check follows the previous job's "done" (see protocol.py): the
             # supervisor relies on this order to know which job may still run.
             if index and start_by is not None and time.monotonic() >= start_by:
-                self.send(op="returned", jobs=[j.id for j in jobs[index:]])
+                rest = jobs[index:]
+                self.send(
+                    op="returned", jobs=[j.id for j in rest],
+                    runs=[[j.id, j.attempt] for j in rest],
+                )  # fmt: skip
                 return
             self._run(job)
 

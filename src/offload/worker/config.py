@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from offload.errors import ConfigError
 from offload.settings import check_identifier
+from offload.types import JobState, Outcome
 
 if TYPE_CHECKING:
     from offload.app import Offload
@@ -27,6 +28,8 @@ class WorkerConfig:
 
     ``kind`` is the process-table kind (``supervisor`` or ``drain``). With
     ``exit_when_idle`` the supervisor stops once a claim finds nothing and no job runs.
+    ``budget`` (seconds) stops it, as SIGTERM would, that long after it started, with or
+    without ``exit_when_idle``; ``max_jobs`` stops claiming after that many jobs.
     """
 
     queues: tuple[str, ...]
@@ -54,37 +57,97 @@ class WorkerConfig:
 
 @dataclass
 class Stats:
-    """Runs this supervisor finished, by how they ended."""
+    """Runs by how they ended, counted once the store accepted (or refused) the outcome.
 
-    run: int = 0
+    A *run* is one attempt that ended in this worker: the job's code returned or raised,
+    timed out, or its child process died under it. Each run counts once, in exactly one of
+    ``succeeded``, ``retried``, ``failed`` or ``refused``:
+
+    * ``succeeded``: the job succeeded;
+    * ``retried``: it raised, timed out or crashed and was queued to run again;
+    * ``failed``: it ended for good without succeeding: failed (no attempt left),
+      quarantined (too many crashes) or cancelled; a claimed job whose row could not be
+      sent to a child (a ``DispatchError``) counts here too;
+    * ``refused``: the store refused the outcome, because the lease ran out meanwhile
+      and the job was rescued (it is another run now), or the run was killed here on
+      learning that its lease was lost. Such a run is neither a success nor a failure.
+
+    ``requeued`` counts jobs put back without using an attempt (handed back unstarted from
+    a batch, or cut short by a shutdown): they are not runs. An outcome not yet written
+    (or never written: the store stayed down) is not counted.
+    """
+
     succeeded: int = 0
+    retried: int = 0
     failed: int = 0
+    refused: int = 0
     requeued: int = 0
+
+    def note(self, outcome: Outcome, accepted: bool) -> None:
+        """Count one outcome the store accepted (or refused: ``accepted`` False)."""
+        state = outcome.state
+        if state is JobState.QUEUED and not (outcome.count_error or outcome.crashed):
+            if accepted:  # a refused requeue ran nothing and requeued nothing here
+                self.requeued += 1
+        elif not accepted:
+            self.refused += 1
+        elif state is JobState.SUCCEEDED:
+            self.succeeded += 1
+        elif state is JobState.QUEUED:
+            self.retried += 1
+        else:
+            self.failed += 1
+
+    @property
+    def run(self) -> int:
+        """Runs that ended: ``succeeded + retried + failed + refused``."""
+        return self.succeeded + self.retried + self.failed + self.refused
+
+    @property
+    def served(self) -> int:
+        """Runs whose outcome the store accepted (the process table's SERVED)."""
+        return self.succeeded + self.retried + self.failed
+
+    @property
+    def errors(self) -> int:
+        """Accepted runs that did not succeed, retried or not (the process table's FAILED)."""
+        return self.retried + self.failed
 
 
 @dataclass(frozen=True)
 class DrainSummary:
-    """What one drain did.
+    """What one drain did (see :class:`Stats` for what each count means).
 
-    >>> DrainSummary(jobs_run=3, succeeded=2, failed=1, seconds=0.5).line()
-    'drain: 3 jobs run, 2 succeeded, 1 failed in 0.5 s'
+    >>> DrainSummary(runs=4, succeeded=2, retried=1, failed=1, refused=0, seconds=0.5).line()
+    'drain: 4 runs: 2 succeeded, 1 retried, 1 failed, 0 refused in 0.5 s'
     """
 
-    jobs_run: int
+    runs: int
     succeeded: int
+    retried: int
     failed: int
+    refused: int
     seconds: float
     #: True when another drain of the same queues held the lock, so this one did nothing.
     locked_out: bool = False
     lock_name: str = ""
 
+    @classmethod
+    def of(cls, stats: Stats, seconds: float, lock_name: str = "") -> DrainSummary:
+        """The summary of a drain that ran with these ``stats``."""
+        return cls(
+            stats.run, stats.succeeded, stats.retried, stats.failed, stats.refused, seconds,
+            lock_name=lock_name,
+        )  # fmt: skip
+
     def line(self) -> str:
         """The one-line summary printed by ``offload drain``."""
         if self.locked_out:
             return f"drain: another drain holds the lock {self.lock_name}; nothing to do"
+        runs = "1 run" if self.runs == 1 else f"{self.runs} runs"
         return (
-            f"drain: {self.jobs_run} jobs run, {self.succeeded} succeeded, "
-            f"{self.failed} failed in {self.seconds:.1f} s"
+            f"drain: {runs}: {self.succeeded} succeeded, {self.retried} retried, "
+            f"{self.failed} failed, {self.refused} refused in {self.seconds:.1f} s"
         )
 
 

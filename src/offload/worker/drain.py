@@ -41,7 +41,7 @@ def run_drain(
     ``max_jobs`` were claimed. Returns at once if another drain of the same queues runs.
 
     >>> run_drain(app, queues=["default"], budget=55).line()
-    'drain: 12 jobs run, 12 succeeded, 0 failed in 3.1 s'
+    'drain: 12 runs: 12 succeeded, 0 retried, 0 failed, 0 refused in 3.1 s'
     """
     began = time.monotonic()
     chosen = tuple(queues) if queues else default_queues(app)
@@ -49,12 +49,12 @@ def run_drain(
     worker_id = new_worker_id(host_name(app))
     if not app.store.lock_acquire(name, worker_id, app.settings.lease):
         logs.log("drain.locked", lock=name, reason="another drain holds the lock")
-        return DrainSummary(0, 0, 0, time.monotonic() - began, locked_out=True, lock_name=name)
+        return DrainSummary(
+            0, 0, 0, 0, 0, time.monotonic() - began, locked_out=True, lock_name=name
+        )
     config = WorkerConfig(
         queues=chosen, concurrency=concurrency or app.settings.concurrency, kind="drain",
         exit_when_idle=True, budget=budget, max_jobs=max_jobs, lock_name=name,
     )  # fmt: skip
     stats = Supervisor(app, config, worker_id=worker_id).run()
-    return DrainSummary(
-        stats.run, stats.succeeded, stats.failed, time.monotonic() - began, lock_name=name
-    )
+    return DrainSummary.of(stats, time.monotonic() - began, lock_name=name)

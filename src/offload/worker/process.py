@@ -75,8 +75,13 @@ class ChildProcess:
 
     def send(self, message: protocol.Message) -> bool:
         """Send one message; False (and ``eof``) if the pipe is gone."""
+        return self.send_encoded(protocol.encode(message))
+
+    def send_encoded(self, data: bytes) -> bool:
+        """Send one message already encoded (:func:`protocol.encode`); False (and
+        ``eof``) if the pipe is gone."""
         try:
-            self.conn.send_bytes(protocol.encode(message))
+            self.conn.send_bytes(data)
             return True
         except (OSError, ValueError):
             self.eof = True
@@ -138,15 +143,22 @@ def fork(
     The child closes ``close_fds`` (the descriptors of its siblings and of the
     supervisor) and its parent's end of the new pipe. The app's store is closed first:
     no store connection may cross the fork (see :mod:`offload.worker.supervisor`).
+    Raises OSError if the pipe or the fork cannot be made (no memory, too many processes
+    or descriptors); nothing is left open then.
     """
     mp = multiprocessing.get_context("fork")
     parent_conn, child_conn = mp.Pipe(duplex=True)
-    inherited = [*close_fds, parent_conn.fileno()]
-    app.close()
-    process = mp.Process(
-        target=target, args=(app, child_conn, worker_id, os.getpid(), inherited), name=name
-    )
-    process.start()
+    try:
+        inherited = [*close_fds, parent_conn.fileno()]
+        app.close()
+        process = mp.Process(
+            target=target, args=(app, child_conn, worker_id, os.getpid(), inherited), name=name
+        )
+        process.start()
+    except BaseException:
+        parent_conn.close()
+        child_conn.close()
+        raise
     child_conn.close()
     return ChildProcess(
         process=process, conn=parent_conn, process_id=f"{worker_id}/{process.pid}",

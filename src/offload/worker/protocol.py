@@ -7,14 +7,17 @@ readable when debugging. Supervisor to child:
 * ``{"op": "run", "jobs": [{...ClaimedJob...}, ...], "start_by": t}`` (only to an idle
   child): run these in order. ``start_by`` (None with one job) is a ``time.monotonic()``
   moment, on the clock every process of the machine shares: the child starts no job of
-  the batch but the first at or after it, and sends ``{"op": "returned", "jobs": [ids]}``
-  for the ones it did not start. So once ``start_by`` has passed and the supervisor has
-  read every ``done`` sent so far, it knows that the first job not reported done is the
-  only one of the batch the child may still run.
+  the batch but the first at or after it, and sends
+  ``{"op": "returned", "jobs": [ids], "runs": [[id, attempt], ...]}`` for the ones it did
+  not start (the supervisor matches ``runs``: the same job may come back in a later batch
+  with the next attempt). So once ``start_by`` has passed and the supervisor has read
+  every ``done`` sent so far, it knows that the first job not reported done is the only
+  one of the batch the child may still run, and that a ``returned`` for the rest is due.
 * ``{"op": "cancel", "job": id}`` (someone asked to cancel the running job)
 * ``{"op": "stop"}`` (finish: recycling or shutdown)
 
-Child to supervisor: ``progress``, ``message``, ``save`` while a job runs, then
+Child to supervisor: ``progress``, ``message``, ``save`` (each naming ``job`` and
+``attempt``) while a job runs, then
 ``{"op": "done", "outcome": {...Outcome...}, "peak_rss": bytes, "seconds": run time}``
 after each job of a batch.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 from offload.types import ClaimedJob, JobState, Outcome
@@ -51,6 +55,47 @@ _OUTCOME_FIELDS = tuple(f.name for f in dataclasses.fields(Outcome))
 def job_to_dict(job: ClaimedJob) -> dict[str, Any]:
     """A claimed job as a JSON object (every field is a str, a number or None)."""
     return {name: getattr(job, name) for name in _JOB_FIELDS}
+
+
+#: What each field of a job sent to a child must hold (a row written into the database by
+#: hand may hold anything: bytes, text in a number column).
+_TEXT_FIELDS = ("id", "task", "queue", "args", "kwargs", "options")
+_INT_FIELDS = ("attempt", "max_attempts", "errors", "crashes", "priority")
+
+
+def job_problem(job: ClaimedJob) -> str | None:
+    """Why ``job`` cannot be sent to a child and run (a field of the wrong type: a row
+    written into the database directly), naming the column; None if it can."""
+    timeout = job.timeout
+    if (
+        type(job.id) is str
+        and type(job.task) is str
+        and type(job.queue) is str
+        and type(job.args) is str
+        and type(job.kwargs) is str
+        and type(job.options) is str
+        and type(job.attempt) is int
+        and type(job.max_attempts) is int
+        and type(job.errors) is int
+        and type(job.crashes) is int
+        and type(job.priority) is int
+        and (timeout is None or (type(timeout) in (int, float) and 0 <= timeout < math.inf))
+    ):
+        return None  # the fast path: one expression, no allocation
+    for name in _TEXT_FIELDS:
+        value = getattr(job, name)
+        if type(value) is not str:
+            return f"{name} holds {_shown(value)}, expected text"
+    for name in _INT_FIELDS:
+        value = getattr(job, name)
+        if type(value) is not int:
+            return f"{name} holds {_shown(value)}, expected an integer"
+    return f"timeout holds {_shown(timeout)}, expected a number of seconds (or none)"
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
 def job_from_dict(data: dict[str, Any]) -> ClaimedJob:

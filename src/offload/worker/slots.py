@@ -12,6 +12,7 @@ import enum
 from dataclasses import dataclass, field
 
 from offload.types import ClaimedJob
+from offload.worker.config import Stats
 from offload.worker.process import ChildProcess
 
 
@@ -29,16 +30,28 @@ class Slot:
 
     A child may be handed a batch: ``job`` is the first job of it the child has not yet
     reported done (the one it runs), ``waiting`` the rest, in the order it runs them.
+    Once the supervisor handed back the waiting jobs itself (past ``start_by``), the child
+    still owes a ``returned`` message for them (``unreturned``): until it is read the slot
+    is not idle, so a new batch can never be mistaken for the one the child returns.
     """
 
     index: int
     child: ChildProcess
     recycle_at: int
-    served: int = 0
-    failed: int = 0
+    #: Runs this child finished (it is recycled after ``recycle_at`` of them).
+    runs: int = 0
+    #: Its runs by how they ended, counted as the store accepted their outcomes (the
+    #: process table's SERVED and FAILED).
+    counts: Stats = field(default_factory=Stats)
     job: ClaimedJob | None = None
     #: Jobs of the batch after ``job`` (claimed, leased, not started).
     waiting: list[ClaimedJob] = field(default_factory=list)
+    #: ``(id, attempt)`` of batch jobs the supervisor handed back before the child said it
+    #: returned them: the child's ``returned`` message for them is still due.
+    unreturned: list[tuple[str, int]] = field(default_factory=list)
+    #: ``(id, attempt)`` of waiting jobs whose lease was lost (another worker owns them):
+    #: the child is killed if it comes to start one, and none is handed back.
+    lost: set[tuple[str, int]] = field(default_factory=set)
     #: The child starts no job of ``waiting`` at or after this monotonic time.
     start_by: float | None = None
     job_started: float = 0.0
@@ -58,10 +71,13 @@ class Slot:
     def idle(self) -> bool:
         """Ready for a job now."""
         child = self.child
-        return self.job is None and not (self.waiting or self.retiring or child.eof or child.dead)
+        return self.job is None and not (
+            self.waiting or self.unreturned or self.retiring or child.eof or child.dead
+        )
 
     def start_batch(self, jobs: list[ClaimedJob], now: float, start_by: float) -> None:
         """Note that ``jobs`` were sent to this child, to run in this order."""
+        self.lost.clear()  # of the previous batch, which is over
         self.start_job(jobs[0], now)
         self.waiting = jobs[1:]
         self.start_by = start_by if self.waiting else None

@@ -86,7 +86,8 @@ class Supervisor:
         guard = StoreGuard(self.worker_id)
         shared = Shared(
             app=app, settings=self.settings, config=config, worker_id=self.worker_id,
-            guard=guard, recorder=Recorder(lambda: self.app.store, guard), stats=self.stats,
+            guard=guard, recorder=Recorder(lambda: self.app.store, guard, self.stats),
+            stats=self.stats,
         )  # fmt: skip
         self._stops = StopRequests()
         self._begun = time.monotonic()
@@ -155,9 +156,11 @@ class Supervisor:
         finally:
             self._shutdown()
             self._stops.close()
+        stats = self.stats
         logs.log(
-            "worker.stopped", worker=self.worker_id, run=self.stats.run,
-            succeeded=self.stats.succeeded, failed=self.stats.failed,
+            "worker.stopped", worker=self.worker_id, runs=stats.run, succeeded=stats.succeeded,
+            retried=stats.retried, failed=stats.failed, refused=stats.refused,
+            requeued=stats.requeued,
         )  # fmt: skip
         return self.stats
 
@@ -223,10 +226,14 @@ class Supervisor:
 
     def _check_drain(self) -> None:
         config = self.config
-        if not config.exit_when_idle or self._stopping:
+        if self._stopping:
             return
+        # The budget ends any worker given one, not only a drain: its moment is in every
+        # wait's timeout (see _timeout), so it must be acted on, or the loop would spin.
         if config.budget is not None and time.monotonic() - self._begun >= config.budget:
             self._stop(fast=False, why="budget spent")
+            return
+        if not config.exit_when_idle:
             return
         busy = any(c.busy() for c in self._components)
         spent = self._claimer.spent

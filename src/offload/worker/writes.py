@@ -17,6 +17,7 @@ from typing import TypeVar
 from offload import logs
 from offload.store.base import Store
 from offload.types import ClaimedJob, ClaimRequest, MessageAdd, Outcome, ProgressUpdate, SaveValue
+from offload.worker.config import Stats
 
 T = TypeVar("T")
 
@@ -71,6 +72,8 @@ class PendingWrites:
     saves: list[SaveValue] = field(default_factory=list)
     #: Process-table rows to mark stopped (children that exited).
     stopped: list[str] = field(default_factory=list)
+    #: Where else an outcome is counted once written, by run (a child's own counts).
+    tallies: dict[tuple[str, int], Stats] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.outcomes or self.progress or self.messages or self.saves or self.stopped)
@@ -88,15 +91,22 @@ class PendingWrites:
             messages=self.messages + newer.messages,
             saves=self.saves + newer.saves,
             stopped=self.stopped + newer.stopped,
+            tallies={**self.tallies, **newer.tallies},
         )
 
 
 class Recorder:
-    """Holds pending writes and flushes them in one transaction."""
+    """Holds pending writes and flushes them in one transaction.
 
-    def __init__(self, store: Callable[[], Store], guard: StoreGuard) -> None:
+    It is where outcomes are counted: the store says which it accepted, so ``stats``
+    (and a run's tally, see :attr:`PendingWrites.tallies`) count a refused outcome as
+    refused, never as succeeded or failed.
+    """
+
+    def __init__(self, store: Callable[[], Store], guard: StoreGuard, stats: Stats) -> None:
         self._store = store
         self._guard = guard
+        self._stats = stats
         self.pending = PendingWrites()
         self.last_flush = 0.0
 
@@ -154,7 +164,13 @@ class Recorder:
         return jobs
 
     def _report(self, batch: PendingWrites, accepted: list[bool]) -> None:
+        stats, tallies = self._stats, batch.tallies
         for outcome, ok in zip(batch.outcomes, accepted, strict=False):
+            stats.note(outcome, ok)
+            if tallies:
+                tally = tallies.get((outcome.job_id, outcome.attempt))
+                if tally is not None:
+                    tally.note(outcome, ok)
             if not ok:
                 logs.log(
                     "job.outcome_refused", "warning", job=outcome.job_id,

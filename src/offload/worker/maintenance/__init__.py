@@ -25,6 +25,11 @@ class Duty(Protocol):
         """Each turn between heartbeats: catch up on what cannot wait a heartbeat."""
         return None
 
+    def next_at(self) -> float | None:
+        """When :meth:`between` next has something to do (None: nothing due); it must
+        move on once acted on (the rule for next_at in component.py)."""
+        return None
+
     def close(self) -> None:
         """The worker is exiting: leave the store as it should find it."""
         return None
@@ -39,7 +44,8 @@ class Maintenance(Component):
         self._next = 0.0
 
     def next_at(self) -> float | None:
-        return self._next
+        moments = [at for duty in self._duties if (at := duty.next_at()) is not None]
+        return min(self._next, *moments) if moments else self._next
 
     def tick(self, now: float, ready: Sequence[Any]) -> None:
         if now < self._next:

@@ -39,11 +39,15 @@ class LeaseRenewal(Duty):
     def _settle(self, lost: Sequence[str], cancel: Sequence[str]) -> None:
         lost_ids, cancel_ids = set(lost), set(cancel)
         for slot in self._pool.live_slots():
-            for waiting in list(slot.waiting):
+            for waiting in slot.waiting:
+                run = (waiting.id, waiting.attempt)
                 if waiting.id in lost_ids:
-                    # Another worker owns it now: nothing of it is recorded here.
-                    slot.waiting.remove(waiting)
-                    logs.log("job.lost", "warning", job=waiting.id, attempt=waiting.attempt)
+                    # Another worker owns it now: nothing of it is recorded here. It stays
+                    # in the batch, as the child still holds it (the slot's view must match
+                    # what the child will run); the child is killed if it comes to start it.
+                    if run not in slot.lost:
+                        slot.lost.add(run)
+                        logs.log("job.lost", "warning", job=waiting.id, attempt=waiting.attempt)
                 elif waiting.id in cancel_ids:
                     slot.child.send({"op": "cancel", "job": waiting.id})
             job = slot.job
