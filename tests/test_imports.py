@@ -31,6 +31,17 @@ def test_light_worker_modules_load_neither_psutil_nor_multiprocessing():
     assert _loaded_after(statements, SUPERVISOR_ONLY) == []
 
 
+def test_autostart_loads_neither_the_worker_nor_a_web_server():
+    # What an enqueue with autostart on imports, in a web process.
+    statements = (
+        "import offload, offload.autostart, offload.autostart.spawn, offload.autostart.ping\n"
+        "import offload.autostart.locks, offload.autostart.signing"
+    )
+    heavy = [*SUPERVISOR_ONLY, "offload.worker", "click", "http.server", "psycopg"]
+    assert _loaded_after(statements, heavy) == []
+    assert "offload.autostart" not in _loaded_after("import offload", ["offload.autostart"])
+
+
 def test_public_names_are_exported():
     import offload
 

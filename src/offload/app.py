@@ -213,6 +213,10 @@ class Offload:
         self, jobs: list[NewJob], connection: Any, tasks: Sequence[Task[Any, Any]]
     ) -> list[Job[Any]]:
         ids = self.store.job_insert_many(jobs, connection=connection)
+        if self.settings.autostart != "off" and not self.settings.inline:
+            from offload.autostart import after_enqueue  # loaded only when autostart is on
+
+            after_enqueue(self, jobs)
         now = time.time()
         handles: list[Job[Any]] = [
             Job(self, None, job_id=new.id, pending=(new, now))

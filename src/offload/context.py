@@ -16,6 +16,8 @@ from offload.reporters import Reporter
 from offload.serialization import dumps_limited
 
 PROGRESS_INTERVAL = 0.1  # seconds between two progress writes of one job
+#: Saved keys under this prefix are public: the end-user status endpoint shows them.
+PUBLIC_PREFIX = "public:"
 
 
 class JobContext:
@@ -78,10 +80,15 @@ class JobContext:
         self.flush()
         self._reporter.message(text)
 
-    def save(self, key: str, value: Any) -> None:
-        """Keep ``value`` (strict JSON) with the job under ``key``."""
+    def save(self, key: str, value: Any, *, public: bool = False) -> None:
+        """Keep ``value`` (strict JSON) with the job under ``key``.
+
+        ``public=True`` stores it under ``"public:" + key``: the status endpoint a
+        user's page polls (``GET /status/{token}``) shows those keys, and only those.
+        """
+        key = PUBLIC_PREFIX + str(key) if public else str(key)
         encoded = dumps_limited(value, f"saved[{key!r}]", self._limit)
-        self._reporter.save(str(key), encoded)
+        self._reporter.save(key, encoded)
 
     @property
     def cancel_requested(self) -> bool:

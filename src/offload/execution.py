@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from offload.boundary import job_problem, refused_row
 from offload.context import JobContext, _reset_current, _set_current
 from offload.errors import Cancel, Retry, SerializationError
 from offload.reporters import Reporter, StoreReporter
@@ -148,6 +149,14 @@ class Runner:
     def run_claimed(self, job: ClaimedJob) -> Outcome:
         """Run a job this runner claimed and record its outcome; returns the outcome."""
         store = self.app.store
+        problem = job_problem(job, self.app.settings.max_payload_bytes)
+        if problem is not None:
+            outcome = refused_row(job, problem, worker_id=self.worker_id)
+            if type(job.id) is str and type(job.attempt) is int:
+                store.job_write(outcomes=[outcome])
+            # else no fenced write can name this run: its lease runs out, and the rescue
+            # counts a crash (the job ends quarantined).
+            return outcome
         reporter = StoreReporter(store, job.id, job.attempt)
         with _LeaseKeeper(self.app, self.worker_id, job, reporter):
             outcome = execute(self.app, job, reporter, worker_id=self.worker_id)

@@ -211,6 +211,15 @@ class Job(Generic[R]):
             raise JobCancelled(f"job {self.id} was cancelled")
         raise JobNotFinished(f"job {self.id} is {state.value}; it has no result yet")
 
+    def status_token(self, expires_in: float | dt.timedelta | None = None) -> str:
+        """A token for this job's public status page, ``GET /status/{token}`` of
+        :func:`offload.web.create_app`: signed with the ``secret`` setting, good
+        for this job only, for ``expires_in`` seconds if given. Raises ConfigError when
+        no secret is set. Builds the token without touching the store."""
+        from offload.web.tokens import sign  # standard library only: loads no web code
+
+        return sign(self.id, self.app.settings.secret, expires_in)
+
     def cancel(self) -> JobState:
         """Cancel the job: a waiting job is cancelled at once; a running one is asked to
         stop (``ctx.cancel_requested``). Returns the state afterwards."""

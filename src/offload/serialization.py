@@ -22,9 +22,17 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not strict JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"{text[:40]} is out of range for a JSON number")
+    return value
+
+
 _encoder = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
-#: NaN and Infinity are refused on the way in, as on the way out.
-_decode = json.JSONDecoder(parse_constant=_refuse_constant).decode
+#: NaN and Infinity are refused on the way in, as on the way out, and so are numbers
+#: that only decode to them (1e400).
+_decode = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float).decode
 
 
 #: Roughly the deepest nesting Python's json module handles on the default recursion limit.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from offload.errors import ConfigError, ConfigWarning
+from offload.retention import MAX_BATCH, check_seconds, parse_duration
 
 DEFAULT_URL = "sqlite:///offload.db"
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
@@ -61,6 +62,9 @@ class Settings:
     #: PostgreSQL connection pool bounds per process.
     pool_min: int = 1
     pool_max: int = 4
+    #: PostgreSQL: longest one statement may run or wait for a lock (seconds) before it
+    #: fails with StoreUnavailable (0: no limit). Migrations are exempt.
+    statement_timeout: float = 30.0
     #: Worker: child processes (default: number of CPUs).
     concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
     #: Worker: a child exits after a random number of jobs in this range.
@@ -81,6 +85,18 @@ class Settings:
     batch_wait: float = 0.02
     #: A job that crashes its child this many times is quarantined.
     crash_limit: int = 3
+    #: How long finished jobs are kept, with their events and messages, after they
+    #: finished, by state (seconds; None: for ever; 0: until the next prune). A task's
+    #: own ``retention=`` wins for its jobs. See docs/howto/retention.md.
+    retention_succeeded: float | None = 7 * 86400.0
+    retention_failed: float | None = 30 * 86400.0
+    retention_cancelled: float | None = 7 * 86400.0
+    retention_quarantined: float | None = 30 * 86400.0
+    #: Worker: seconds between prunes of finished jobs past their retention (None: the
+    #: workers never prune; ``offload prune`` still does). One worker prunes at a time.
+    prune_interval: float | None = 60.0
+    #: Most jobs one prune batch deletes, in one short transaction.
+    prune_batch: int = 500
     #: Run jobs at once in the enqueuing process (for tests).
     inline: bool = False
     #: Web process: threads that run ``task.after_response(...)`` jobs once the response
@@ -96,8 +112,27 @@ class Settings:
     #: ``log`` (an error line, the task does not run) or ``memory`` (also run it in this
     #: process, without a record).
     after_response_fallback: str = "log"
+    #: Start work on enqueue: ``off`` (an external pool or cron runs the jobs), ``spawn``
+    #: (start a detached drain on this host when no worker or drain serves the job's
+    #: queue), or ``ping:URL[,URL]`` (send a signed wake-up to ``offload wake-listener``).
+    autostart: str = "off"
+    #: ``module:attribute`` of this app, for the drain that ``spawn`` starts (default:
+    #: ``OFFLOAD_APP``).
+    autostart_app: str | None = None
+    #: File the drains that ``spawn`` starts append their output to (default: next to
+    #: the SQLite file, or in a per-user runtime folder for PostgreSQL).
+    autostart_log: str | None = None
+    #: Seconds a drain that autostart started stays after its queue is empty.
+    autostart_idle: float = 10.0
+    #: Shared secret that signs wake-ups (``ping:``) and that ``wake-listener`` checks.
+    wake_secret: str | None = field(default=None, repr=False)
+    #: Seconds a wake-up may take (connect, send, answer) before it is given up.
+    wake_timeout: float = 1.0
     #: The host name workers report in the process table (default: the machine's).
     hostname: str | None = None
+    #: Key that signs end-user status tokens (``job.status_token()``, checked by
+    #: ``offload web``); at least 16 characters. Unset: no status token can be made.
+    secret: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or "://" not in self.url:
@@ -115,6 +150,7 @@ class Settings:
         ):
             _positive(name, getattr(self, name))
         _non_negative("shutdown_grace", self.shutdown_grace)
+        _non_negative("statement_timeout", self.statement_timeout)
         _non_negative("after_response_grace", self.after_response_grace)
         _non_negative_int("after_response_threads", self.after_response_threads)
         _non_negative_int("after_response_backlog", self.after_response_backlog)
@@ -123,9 +159,30 @@ class Settings:
                 "expected after_response_fallback to be 'log' or 'memory', "
                 f"got {self.after_response_fallback!r}"
             )
+        _positive("autostart_idle", self.autostart_idle)
+        _positive("wake_timeout", self.wake_timeout)
+        _check_autostart(self)
         if self.heartbeat >= self.lease:
             raise ConfigError(
                 f"expected heartbeat ({self.heartbeat}) to be shorter than lease ({self.lease})"
+            )
+        for name in (
+            "retention_succeeded",
+            "retention_failed",
+            "retention_cancelled",
+            "retention_quarantined",
+        ):
+            # Normalised: a timedelta to seconds, "forever" to None.
+            object.__setattr__(self, name, check_seconds(name, getattr(self, name)))
+        if self.prune_interval is not None:
+            _positive("prune_interval", self.prune_interval)
+        if (
+            not isinstance(self.prune_batch, int)
+            or isinstance(self.prune_batch, bool)
+            or not 1 <= self.prune_batch <= MAX_BATCH
+        ):
+            raise ConfigError(
+                f"expected prune_batch to be an int from 1 to {MAX_BATCH}, got {self.prune_batch!r}"
             )
         for name in ("max_payload_bytes", "concurrency", "recycle_min", "crash_limit", "batch_max"):
             _positive_int(name, getattr(self, name))
@@ -153,6 +210,8 @@ class Settings:
                 "expected hostname to be 1-253 characters without spaces or ':', "
                 f"got {self.hostname!r}"
             )
+        if self.secret is not None and (not isinstance(self.secret, str) or len(self.secret) < 16):
+            raise ConfigError("expected secret to be a str of at least 16 characters")
 
     @property
     def scheme(self) -> str:
@@ -186,7 +245,12 @@ class Settings:
 
 
 #: ``OFFLOAD_*`` variables that are not settings but are read elsewhere.
-OTHER_VARIABLES = frozenset({"OFFLOAD_APP", "OFFLOAD_PG_BIN"})
+#: (``OFFLOAD_TEST_CLOCK_OFFSET`` is test-only: it shifts a process's wall clock as the
+#: SQLite store sees it, to test clock steps; see ``store/sqlite/clock.py``.)
+#: (``OFFLOAD_WEB_PASSWORD`` is read by ``offload web``: see docs/reference/cli.md.)
+OTHER_VARIABLES = frozenset(
+    {"OFFLOAD_APP", "OFFLOAD_PG_BIN", "OFFLOAD_TEST_CLOCK_OFFSET", "OFFLOAD_WEB_PASSWORD"}
+)
 
 
 def _warn_misspelled(environ: Mapping[str, str]) -> None:
@@ -234,6 +298,12 @@ def _optional_integer(key: str, raw: str) -> int | None:
     return None if raw.strip().lower() in ("", "none") else _integer(key, raw)
 
 
+def _optional_seconds(key: str, raw: str) -> float | None:
+    """Seconds or a duration (``90s``, ``30m``, ``12h``, ``7d``, ``2w``); None for
+    ``forever``, ``none`` or nothing."""
+    return parse_duration(raw, key)
+
+
 def _flag(key: str, raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -252,6 +322,7 @@ ENV_PARSERS: dict[str, Callable[[str, str], Any]] = {
     "poll_interval": _number,
     "max_payload_bytes": _integer,
     "busy_timeout": _number,
+    "statement_timeout": _number,
     "synchronous": _text,
     "min_free_bytes": _integer,
     "schema": _text,
@@ -266,13 +337,63 @@ ENV_PARSERS: dict[str, Callable[[str, str], Any]] = {
     "batch_max": _integer,
     "batch_wait": _number,
     "crash_limit": _integer,
+    "retention_succeeded": _optional_seconds,
+    "retention_failed": _optional_seconds,
+    "retention_cancelled": _optional_seconds,
+    "retention_quarantined": _optional_seconds,
+    "prune_interval": _optional_seconds,
+    "prune_batch": _integer,
     "inline": _flag,
     "after_response_threads": _integer,
     "after_response_backlog": _integer,
     "after_response_grace": _number,
     "after_response_fallback": _text,
+    "autostart": _text,
+    "autostart_app": _optional_text,
+    "autostart_log": _optional_text,
+    "autostart_idle": _number,
+    "wake_secret": _optional_text,
+    "wake_timeout": _number,
     "hostname": _optional_text,
+    "secret": _optional_text,
 }
+
+
+def _check_autostart(settings: Settings) -> None:
+    """``autostart`` is off, spawn or ping:URL[,URL]; ``autostart_app`` module:attribute."""
+    mode = settings.autostart
+    if not isinstance(mode, str) or not (
+        mode in ("off", "spawn") or (mode.startswith("ping:") and _ping_urls(mode))
+    ):
+        raise ConfigError(
+            "expected autostart to be 'off', 'spawn' or 'ping:URL[,URL]' "
+            f"(http:// or https:// URLs with a host), got {mode!r}"
+        )
+    app = settings.autostart_app
+    if app is not None and not (
+        isinstance(app, str) and re.fullmatch(r"[\w.]+:[\w.]+", app) is not None
+    ):
+        raise ConfigError(f"expected autostart_app to be 'module:attribute', got {app!r}")
+    if settings.wake_secret is not None and (
+        not isinstance(settings.wake_secret, str) or len(settings.wake_secret) < 16
+    ):
+        raise ConfigError("expected wake_secret to be at least 16 characters")
+
+
+def _ping_urls(mode: str) -> list[str]:
+    """The URLs of ``ping:URL[,URL]``; empty if any is not an http(s) URL with a host."""
+    from urllib.parse import urlsplit
+
+    urls = [u.strip() for u in mode[len("ping:") :].split(",")]
+    for url in urls:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            return []
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return []
+    return urls
 
 
 def _positive(name: str, value: object) -> None:

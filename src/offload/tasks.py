@@ -7,7 +7,7 @@ import dataclasses
 import datetime as dt
 import functools
 import inspect
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
 
@@ -15,6 +15,7 @@ from offload.context import JobContext
 from offload.errors import ConfigError, PayloadTooLarge, SerializationError, TaskNotFound
 from offload.ids import uuid7
 from offload.reporters import NullReporter
+from offload.retention import task_retention
 from offload.serialization import dumps
 from offload.settings import check_identifier
 from offload.types import NewJob
@@ -38,6 +39,8 @@ class TaskOptionArgs(TypedDict, total=False):
     backoff: float | Sequence[float]
     timeout: float | None
     memory_limit: int | None
+    retention: float | dt.timedelta | Mapping[str, float | dt.timedelta | None] | str | None
+    public_result: bool
 
 
 class UsingArgs(TaskOptionArgs, total=False):
@@ -60,6 +63,13 @@ class TaskOptions:
     ``backoff`` is the base delay in seconds of an exponential backoff with jitter
     (``base * 2**(n-1)``, times a random factor in [0.5, 1], capped at one hour), or an
     explicit list of delays, one per retry (the last repeats).
+
+    ``retention`` is how long this task's finished jobs are kept: seconds (or a
+    timedelta) for every finished state, ``"forever"``, or a mapping of some states to
+    seconds or None (for ever), e.g. ``{"succeeded": 3600, "failed": None}``; states it
+    does not name, and every state when it is None, keep the settings' retention. It is
+    stored with each job, so any worker honours it. Normalised to ``(state, seconds)``
+    pairs.
     """
 
     name: str
@@ -70,6 +80,9 @@ class TaskOptions:
     backoff: float | Sequence[float] = 2.0
     timeout: float | None = None
     memory_limit: int | None = None
+    retention: Any = None
+    #: Whether the end-user status endpoint (``GET /status/{token}``) shows the result.
+    public_result: bool = False
     context: bool = False
 
     def __post_init__(self) -> None:
@@ -96,8 +109,11 @@ class TaskOptions:
                 )
         if self.memory_limit is not None:
             _int_option("memory_limit", self.memory_limit, minimum=1 << 20, maximum=1 << 50)
+        object.__setattr__(self, "retention", task_retention(self.retention))
         if not isinstance(self.context, bool):
             raise ConfigError(f"expected context to be a bool, got {self.context!r}")
+        if not isinstance(self.public_result, bool):
+            raise ConfigError(f"expected public_result to be a bool, got {self.public_result!r}")
 
     def replace(self, **changes: Any) -> TaskOptions:
         """A copy with some options changed (validated again)."""
@@ -115,6 +131,10 @@ class TaskOptions:
         }
         if self.memory_limit is not None:
             opts["memory_limit"] = self.memory_limit
+        if self.retention is not None:
+            opts["retention"] = dict(self.retention)
+        if self.public_result:
+            opts["public_result"] = True
         return dumps(opts)
 
 

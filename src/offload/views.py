@@ -11,10 +11,11 @@ with :func:`offload.store.rules.process_statuses`, never here.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from typing import Any
 
+from offload.errors import SerializationError
+from offload.serialization import loads
 from offload.types import JobEvent, JobMessage, JobRow, ProcessInfo
 
 _PAYLOADS = ("args", "kwargs", "options", "result", "error", "saved")
@@ -25,8 +26,8 @@ def decode(text: str | None) -> Any:
     if text is None:
         return None
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
+        return loads(text)
+    except SerializationError:  # also NaN, Infinity and 1e400, which JSON output refuses
         return text
 
 

@@ -49,7 +49,7 @@ def pool(app: Offload) -> None:
 
 def rows_by_pid(output: str) -> dict[str, list[str]]:
     rows = {}
-    for line in output.splitlines()[1:]:
+    for line in output.splitlines()[2:]:  # after the store line and the header
         words = line.replace("└", "").split()
         rows[words[2]] = words
     return rows
@@ -59,7 +59,7 @@ def test_ps_lists_every_process_with_figures(app, sqlite_url):
     pool(app)
     result = ps(sqlite_url)
     assert result.exit_code == 0, result.output
-    header, *lines = result.output.splitlines()
+    _, header, *lines = result.output.splitlines()
     assert header.split()[:5] == ["KIND", "HOST", "PID", "STATUS", "UPTIME"]
     assert [line.split()[0] for line in lines] == ["supervisor", "└", "drain"]  # tree order
     rows = rows_by_pid(result.output)
@@ -107,7 +107,7 @@ def test_ps_json_lines(app, sqlite_url):
 def test_ps_on_an_empty_store(sqlite_url):
     result = ps(sqlite_url)
     assert result.exit_code == 0
-    assert result.output.startswith("no processes")
+    assert result.output.splitlines()[1].startswith("no processes")
 
 
 def test_ps_on_a_store_that_cannot_open_exits_1(tmp_path):
@@ -138,3 +138,16 @@ def test_a_process_is_judged_by_the_heartbeat_interval_it_published(app, sqlite_
     result = ps(sqlite_url, "--json", heartbeat="0.0001")
     status = {d["id"]: d["status"] for d in map(json.loads, result.output.splitlines())}
     assert status == {"slow": "running", "slow-child": "running", "fast": "gone", "plain": "gone"}
+
+
+def test_ps_names_the_store_it_read(app, sqlite_url, tmp_path):
+    pool(app)
+    path = sqlite_url.removeprefix("sqlite:///")
+    assert ps(sqlite_url).output.splitlines()[0] == f"store: sqlite:///{path}"
+    # With nothing in it too: the hint a worker started elsewhere uses another file.
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    result = ps(other)
+    assert result.output.splitlines() == [
+        f"store: sqlite:///{tmp_path / 'other.db'}",
+        "no processes (--all lists stopped ones)",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -65,5 +66,10 @@ def test_drain_finds_the_app_through_offload_app(tmp_path: Path, sqlite_url: str
         assert done.stdout.startswith("drain: 1 run: 1 succeeded, 0 retried, 0 failed, 0 refused")
         assert job.refresh().state is JobState.SUCCEEDED
         assert "event=job.succeeded" in done.stderr
+        # The store it used, resolved (a relative default would be a different file in
+        # another folder).
+        path = os.path.abspath(sqlite_url.removeprefix("sqlite:///"))
+        assert "event=worker.started " in done.stderr
+        assert f" store=sqlite:///{path} " in done.stderr, done.stderr
     finally:
         app.close()

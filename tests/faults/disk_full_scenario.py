@@ -52,7 +52,12 @@ def main(disk: Path, workdir: Path) -> dict[str, Any]:
         wait_for(lambda: h.done_count(accepted) == len(accepted), timeout=60, what="all done")
         report["drain_s"] = time.monotonic() - start
         report["worker_alive"] = worker.popen.poll() is None
-        report["disk_errors_in_log"] = worker.log().count("full")
+        # Errors the full disk caused (the store's path, in worker.started, says "full" too).
+        report["disk_errors_in_log"] = sum(
+            1
+            for line in worker.log().splitlines()
+            if "StoreFull" in line or "disk is full" in line or "level=error" in line
+        )
 
         # Still refused while the disk is as full; accepted again once space is freed,
         # by the same process, without a restart.

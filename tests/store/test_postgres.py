@@ -21,7 +21,7 @@ from offload.store import open_store
 from offload.store.migrate import latest_version
 from offload.store.postgres import ListenWaiter, PostgresStore
 from offload.testing import wait_for
-from offload.types import JobState, NewJob
+from offload.types import JobFilter, JobState, NewJob
 from tests.fixtures.postgres import PostgresServer, store_settings
 
 
@@ -384,3 +384,54 @@ def test_claims_use_the_database_clock(pg: PostgresStore, postgres_url: str) -> 
             (job_id,),
         ).fetchone()
     assert row is not None and 25 < row[0] <= 30
+
+
+def test_a_statement_held_up_by_a_table_lock_ends_in_store_unavailable(
+    postgres_url: str,
+) -> None:
+    store = PostgresStore(store_settings(postgres_url, statement_timeout=0.5))
+    kept = job()
+    store.job_insert_many([kept])
+    with psycopg.connect(postgres_url, autocommit=False) as holder:
+        holder.execute("LOCK TABLE offload.jobs IN ACCESS EXCLUSIVE MODE")
+        try:
+            with pytest.raises(StoreUnavailable) as info:
+                store.job_insert_many([job()])
+            assert "statement_timeout is 0.5 s" in str(info.value), str(info.value)
+            assert "canceling statement" in str(info.value), str(info.value)
+        finally:
+            holder.rollback()
+    try:
+        # The same store works once the lock is gone; nothing stored was touched.
+        later = job()
+        store.job_insert_many([later])
+        assert {r.id for r in store.job_list(JobFilter(limit=10))} == {kept.id, later.id}
+    finally:
+        store.close()
+
+
+def test_migrations_are_exempt_from_the_statement_timeout(postgres_url: str) -> None:
+    # One millisecond would cancel the migration's advisory lock wait and DDL otherwise.
+    store = PostgresStore(store_settings(postgres_url, statement_timeout=0.001, schema="tight"))
+    try:
+        assert store.migrate() == latest_version("postgres")
+    finally:
+        store.close()
+
+
+def test_the_connection_diagnosis_honours_the_urls_connect_timeout() -> None:
+    silent = socket.socket()  # accepts connections, never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    store = PostgresStore(
+        Settings(url=f"postgresql://u@127.0.0.1:{port}/x?connect_timeout=1"), connect_timeout=1
+    )
+    try:
+        assert store.db.diagnose_timeout == "1"
+        with pytest.raises(StoreUnavailable) as info:
+            store.job_counts()
+        assert "timeout" in str(info.value), str(info.value)
+    finally:
+        store.close()
+        silent.close()

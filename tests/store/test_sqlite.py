@@ -137,3 +137,17 @@ def test_outcomes_still_land_past_the_free_space_watermark(sqlite_url: str) -> N
     finally:
         roomy.close()
         full.close()
+
+
+def test_a_rescue_is_not_stopped_by_a_crash_count_written_by_hand(lite: SQLiteStore) -> None:
+    bad, good = job(max_attempts=3), job(max_attempts=3)
+    lite.job_insert_many([bad, good])
+    lite.job_claim(worker_id="w", queues=["default"], tasks=["t"], limit=2, lease=0.05)
+    conn = sqlite3.connect(lite.path)
+    with conn:
+        conn.execute("UPDATE offload_jobs SET crashes = 'many' WHERE id = ?", (bad.id,))
+        conn.execute("UPDATE offload_jobs SET leased_until = 0, lease_mono = 0")
+    conn.close()
+    rescued = lite.lease_rescue_expired(crash_limit=3)
+    assert sorted(r.job_id for r in rescued) == sorted([bad.id, good.id])
+    assert all(r.state is JobState.QUEUED for r in rescued)

@@ -263,3 +263,9 @@ def test_an_int_too_long_for_json_text_is_named_by_its_path() -> None:
 def test_loads_refuses_the_constants_dumps_never_writes(text: str) -> None:
     with pytest.raises(SerializationError, match="is not strict JSON"):
         loads(text)
+
+
+@pytest.mark.parametrize("text", ["[1e400]", '{"a": -1e999}'])
+def test_loads_refuses_numbers_that_only_decode_to_infinity(text: str) -> None:
+    with pytest.raises(SerializationError, match="is out of range for a JSON number"):
+        loads(text)

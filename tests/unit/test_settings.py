@@ -19,6 +19,7 @@ _BY_TYPE = {
     "str": "_text",
     "str | None": "_optional_text",
     "float": "_number",
+    "float | None": "_optional_seconds",
     "int": "_integer",
     "int | None": "_optional_integer",
     "bool": "_flag",

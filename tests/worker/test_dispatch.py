@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from pathlib import Path
+from typing import Any
 
-from offload import JobState
-from offload.testing import wait_for
+from offload import JobState, Offload
+from offload.testing import run_pending, wait_for
 from tests.worker.conftest import Harness
 
 
@@ -50,3 +52,80 @@ def test_rows_that_cannot_be_dispatched_fail_and_the_other_jobs_run_promptly(
             assert harness.runs_of(job.id, "done") == 0  # no child ever ran it
     assert [j.refresh().state for j in good] == [JobState.SUCCEEDED] * 8
     assert "event=worker.error" not in worker.log()
+
+
+#: Stored options no release writes, each with the words its error must contain.
+HOSTILE_OPTIONS = [
+    ("not json", "options holds text that is not JSON"),
+    ("[1, 2]", "options holds list"),
+    ('{"memory_limit": "lots"}', "options.memory_limit holds str"),
+    ('{"memory_limit": 1e400}', "options holds text that is not JSON"),
+    ('{"memory_limit": 99999999999999999999999}', "options.memory_limit holds int"),
+    ('{"backoff": -1}', "options.backoff holds int -1"),
+    ('{"backoff": []}', "options.backoff holds list"),
+]
+
+
+def _write_hostile_rows(url: str, jobs: list[Any], big: Any) -> None:
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for job, (options, _) in zip(jobs, HOSTILE_OPTIONS, strict=True):
+            conn.execute("UPDATE offload_jobs SET options = ? WHERE id = ?", (options, job.id))
+        # 1.4 MB of arguments, over the default 1 MB max_payload_bytes.
+        conn.execute(
+            """UPDATE offload_jobs SET args = '["' || hex(randomblob(700000)) || '"]'
+            WHERE id = ?""",
+            (big.id,),
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def _assert_refused(jobs: list[Any], big: Any) -> None:
+    for job, (_, words) in zip(jobs, HOSTILE_OPTIONS, strict=True):
+        job.wait(timeout=10)
+        error = job.refresh().error or {}
+        assert job.state is JobState.FAILED and job.attempts == 1, (job.state, error)
+        assert error["type"] == "DispatchError" and words in error["message"], error
+    big.wait(timeout=10)
+    error = big.refresh().error or {}
+    assert big.state is JobState.FAILED, (big.state, error)
+    assert "over max_payload_bytes (1048576)" in error["message"], error
+
+
+def test_garbage_options_and_oversized_rows_fail_on_the_first_run_naming_the_problem(
+    harness: Harness,
+) -> None:
+    record = harness.task("record")
+    jobs = [record.enqueue(i) for i in range(len(HOSTILE_OPTIONS))]
+    big = record.enqueue("big")
+    good = record.enqueue("good")
+    _write_hostile_rows(harness.url, jobs, big)
+    worker = harness.start("worker", "--concurrency", "2")
+    assert good.wait(timeout=10).state is JobState.SUCCEEDED
+    _assert_refused(jobs, big)
+    for job in [*jobs, big]:
+        assert harness.runs_of(job.id, "done") == 0  # no child ever ran it
+        assert job.record.crashes == 0
+    assert "event=worker.error" not in worker.log()
+
+
+def test_the_inline_runner_refuses_the_same_rows(tmp_path: Path) -> None:
+    app = Offload(f"sqlite:///{tmp_path / 'inline.db'}")
+
+    @app.task(name="echo")
+    def echo(value: Any) -> Any:
+        return value
+
+    try:
+        jobs = [echo.enqueue(i) for i in range(len(HOSTILE_OPTIONS))]
+        big = echo.enqueue("big")
+        good = echo.enqueue("good")
+        _write_hostile_rows(app.settings.url, jobs, big)
+        assert run_pending(app) == len(jobs) + 2
+        assert good.refresh().result() == "good"
+        _assert_refused(jobs, big)
+    finally:
+        app.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from offload.store.migrate import latest_version
 from offload.store.sqlite import database_path
 from tests.fixtures import processes
 
@@ -39,6 +40,7 @@ def test_a_newer_schema_is_refused_with_a_clear_message(
 
     # Then it exits 1 at once, naming both versions and what to do.
     assert out.returncode == 1, out.stdout + out.stderr
-    assert "schema version 99 is newer than this offload understands (1)" in out.stderr
+    expected = latest_version("sqlite" if store_url.startswith("sqlite") else "postgres")
+    assert f"schema version 99 is newer than this offload understands ({expected})" in out.stderr
     assert "upgrade offload" in out.stderr
     assert "Traceback" not in out.stderr

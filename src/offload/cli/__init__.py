@@ -15,6 +15,10 @@ _COMMANDS = {
     "jobs": ("offload.cli.jobs", "jobs"),
     "enqueue": ("offload.cli.jobs", "enqueue"),
     "migrate": ("offload.cli.migrate", "migrate"),
+    "prune": ("offload.cli.prune", "prune"),
+    "ensure": ("offload.cli.launch", "ensure"),
+    "wake-listener": ("offload.cli.launch", "wake_listener"),
+    "web": ("offload.cli.web", "web"),
 }
 
 
@@ -33,4 +37,14 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup)
 @click.version_option(package_name="offload")
 def main() -> None:
-    """offload: background jobs on SQLite or PostgreSQL."""
+    """offload: background jobs on SQLite or PostgreSQL.
+
+    \b
+    Ways to get jobs run:
+      worker          a pool under systemd, supervisord or a container
+      drain           from cron, every minute: runs what is due, then exits
+      ensure          from cron, every minute: starts a pool unless one runs
+      wake-listener   on job servers: starts a drain when a web host pings
+    In the app: Offload(autostart="spawn") starts a drain on enqueue when
+    none runs; task.after_response(...) runs a job after the HTTP response.
+    """

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,6 +28,8 @@ from offload.cli.render import (
 )
 from offload.errors import SerializationError
 from offload.jobs import Job
+from offload.serialization import loads
+from offload.store.rules import GONE_AFTER_BEATS
 from offload.types import JobEvent, JobFilter, JobMessage, JobRow, JobState
 from offload.views import decode, job_detail, job_dict
 
@@ -140,16 +140,39 @@ def show(app: Offload, job_id: str, as_json: bool) -> None:
         click.echo(pretty_json(data))
         return
     console = make_console()
-    render_job(console, job, events, messages, app.store.now())
+    note = unserved_note(app, job.record)
+    render_job(console, job, events, messages, app.store.now(), note=note)
+
+
+def unserved_note(app: Offload, r: JobRow) -> str | None:
+    """For a job waiting to run: a warning when no live worker registers its task (it
+    would wait for ever without a word); None otherwise."""
+    if r.state not in (JobState.QUEUED, JobState.SCHEDULED):
+        return None
+    live = app.store.process_tasks_live(gone_after=GONE_AFTER_BEATS * app.settings.heartbeat)
+    if r.task in live:
+        return None
+    return (
+        f"no live worker registers task {r.task}: the job waits until a worker whose app "
+        "registers it starts (see `offload ps`)"
+    )
 
 
 def render_job(
-    console: Console, job: Job[Any], events: list[JobEvent], messages: list[JobMessage], now: float
+    console: Console,
+    job: Job[Any],
+    events: list[JobEvent],
+    messages: list[JobMessage],
+    now: float,
+    *,
+    note: str | None = None,
 ) -> None:
     r = job.record
     console.print(
         Panel(fields_table(r, now), title=cell(f"job {r.id}"), title_align="left", expand=False)
     )
+    if note:
+        console.print(cell(note, style="bold yellow"))
     if r.progress.total or r.progress.current or r.progress.message:
         console.print(progress_line(r))
     if events:
@@ -416,21 +439,10 @@ def enqueue(
 def parse_json(option: str, text: str, kind: type, kind_name: str) -> Any:
     """Decode strict JSON of the expected kind, or exit 2 naming the option and problem."""
 
-    def refuse(constant: str) -> Any:
-        raise ValueError(f"{constant} is not allowed")
-
-    def finite_float(literal: str) -> float:
-        value = float(literal)
-        if not math.isfinite(value):
-            raise ValueError(f"{literal} is out of range for a JSON number")
-        return value
-
     try:
-        value = json.loads(text, parse_constant=refuse, parse_float=finite_float)
-    except RecursionError:
-        raise click.BadParameter("nests too deeply", param_hint=option) from None
-    except ValueError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
+        value = loads(text)  # strict: no NaN or Infinity, nor numbers that overflow to them
+    except SerializationError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
     if not isinstance(value, kind):
         raise click.BadParameter(
             f"expected a JSON {kind_name}, got {_json_kind(value)} {text!r}", param_hint=option

@@ -11,6 +11,7 @@ from offload.cli.common import app_options, handle_errors
 from offload.cli.render import (
     PROCESS_STYLES,
     cell,
+    escape_controls,
     human_duration,
     human_size,
     json_line,
@@ -49,6 +50,8 @@ def ps(app: Offload, show_all: bool, as_json: bool) -> None:
             click.echo(json_line(process_dict(p, now)))
         return
     console = make_console()
+    # Which store this is: a worker started from another folder may use another file.
+    console.print(Text(f"store: {escape_controls(store.location)}", style="dim"))
     if not rows:
         console.print("no processes" + ("" if show_all else " (--all lists stopped ones)"))
         return

@@ -30,6 +30,22 @@ _queues_option = click.option(
 _log_file = click.option(
     "--log-file", type=click.Path(dir_okay=False), help="append log lines here, not stderr"
 )
+# Given by a starter (autostart, `offload ensure`): its lock, held until this one serves.
+_started_by_fd = click.option("--started-by-fd", type=click.IntRange(min=3), hidden=True)
+
+
+def _open_fd(fd: int | None) -> int | None:
+    if fd is None:
+        return None
+    import os
+
+    try:
+        os.fstat(fd)
+    except OSError:
+        raise click.BadParameter(
+            f"descriptor {fd} is not open", param_hint="--started-by-fd"
+        ) from None
+    return fd
 
 
 @click.command()
@@ -37,13 +53,22 @@ _log_file = click.option(
 @_concurrency
 @_queues_option
 @_log_file
+@_started_by_fd
 @handle_errors
-def worker(app: Offload, concurrency: int | None, queues: str | None, log_file: str | None) -> None:
+def worker(
+    app: Offload,
+    concurrency: int | None,
+    queues: str | None,
+    log_file: str | None,
+    started_by_fd: int | None,
+) -> None:
     """Run a supervisor and child processes until SIGTERM (graceful) or SIGINT (fast)."""
     from offload.worker import run_worker  # loaded by the commands that run jobs only
 
     logs.configure(log_file)
-    run_worker(app, concurrency=concurrency, queues=_queues(queues))
+    run_worker(
+        app, concurrency=concurrency, queues=_queues(queues), started_by_fd=_open_fd(started_by_fd)
+    )
 
 
 @click.command()
@@ -59,6 +84,12 @@ def worker(app: Offload, concurrency: int | None, queues: str | None, log_file: 
     help="stop claiming after this many seconds",
 )
 @click.option("--max-jobs", type=click.IntRange(min=1), help="stop after claiming this many")
+@click.option(
+    "--idle-exit",
+    type=click.FloatRange(min=0, min_open=True),
+    help="stay until nothing ran for this many seconds (default: exit once empty)",
+)
+@_started_by_fd
 @handle_errors
 def drain(
     app: Offload,
@@ -67,6 +98,8 @@ def drain(
     log_file: str | None,
     budget: float | None,
     max_jobs: int | None,
+    idle_exit: float | None,
+    started_by_fd: int | None,
 ) -> None:
     """Run due jobs until the queues are empty or the budget is spent (for cron).
 
@@ -76,6 +109,7 @@ def drain(
 
     logs.configure(log_file)
     summary = run_drain(
-        app, queues=_queues(queues), budget=budget, max_jobs=max_jobs, concurrency=concurrency
-    )
+        app, queues=_queues(queues), budget=budget, max_jobs=max_jobs, concurrency=concurrency,
+        idle_exit=idle_exit, started_by_fd=_open_fd(started_by_fd),
+    )  # fmt: skip
     click.echo(summary.line())

@@ -10,6 +10,11 @@ they sort by what they act on. Rules every backend keeps:
 * **Batching.** Methods take sequences and do one transaction per call.
 * **The store's clock.** ``run_at``, leases and "now" are measured on the store's clock
   (the file's host for SQLite, the database server for PostgreSQL), never the caller's.
+  SQLite judges leases and heartbeats by the host's monotonic clock where it can (see
+  ``store/sqlite/clock.py``), so a step of the wall clock moves no lease.
+* **A cancel request outlives the run.** A job with ``cancel_requested`` is never queued
+  again: an outcome that would requeue it, or the rescue of its lease, ends it
+  ``cancelled`` (``rules.not_retried`` says why).
 * **Times** are float seconds since the epoch; JSON payloads travel as text.
 """
 
@@ -19,6 +24,7 @@ import abc
 from collections.abc import Sequence
 from typing import Any
 
+from offload.retention import PruneResult, RetentionPolicy
 from offload.types import (
     ClaimedJob,
     ClaimRequest,
@@ -42,6 +48,9 @@ class Store(abc.ABC):
     """The storage contract. See the module docstring for the rules."""
 
     url: str
+    #: Where the store is, for logs and messages: the SQLite file's absolute path, or
+    #: PostgreSQL's user, host, port, database and schema. Never a password.
+    location: str
 
     # -- lifecycle ---------------------------------------------------------------------
     @abc.abstractmethod
@@ -93,7 +102,8 @@ class Store(abc.ABC):
 
         Highest priority first, then earliest ``run_at``, then oldest; the claimed jobs
         are returned in that order. Each claimed job becomes ``running`` with
-        ``attempt + 1`` and a lease of ``lease`` seconds.
+        ``attempt + 1`` and a lease of ``lease`` seconds; its progress (current, total,
+        message) starts again from nothing, as the new attempt reports its own.
         """
 
     @abc.abstractmethod
@@ -106,7 +116,10 @@ class Store(abc.ABC):
     def lease_rescue_expired(self, *, crash_limit: int) -> list[Rescued]:
         """Requeue running jobs whose lease expired (counted as a crash of that run).
 
-        A job that reaches ``crash_limit`` crashes is quarantined instead.
+        A job that reaches ``crash_limit`` crashes is quarantined instead; one whose
+        cancel was requested ends ``cancelled``. On SQLite a lease taken on this boot of
+        the host expires by the monotonic clock (a wall-clock step changes nothing), and
+        one taken on an earlier boot has expired (its owner died with the host).
         """
 
     @abc.abstractmethod
@@ -121,7 +134,9 @@ class Store(abc.ABC):
         """Write progress, messages, saved values and outcomes in one transaction.
 
         Every write is fenced on ``(job_id, attempt)`` of a running job; a stale one changes
-        nothing. Returns, for each outcome, whether it was accepted.
+        nothing. Returns, for each outcome, whether it was accepted. An outcome that puts
+        its job back in the queue clears its progress, or ends it ``cancelled`` if its
+        cancel was requested (accepted all the same).
         """
 
     @abc.abstractmethod
@@ -178,8 +193,33 @@ class Store(abc.ABC):
         """Number of jobs by ``(queue, state)``."""
 
     @abc.abstractmethod
+    def queue_latency(self, queues: Sequence[str]) -> dict[str, float]:
+        """How late each of these queues runs: the seconds since the ``run_at`` of its
+        oldest due job (queued, ``run_at`` reached), on the store's clock. A queue with
+        no due job is left out."""
+
+    @abc.abstractmethod
     def job_prune(self, *, older_than: float, states: Sequence[JobState]) -> int:
         """Delete finished jobs whose ``finished_at`` is older than this many seconds."""
+
+    @abc.abstractmethod
+    def job_prune_expired(self, policy: RetentionPolicy, *, limit: int) -> PruneResult:
+        """Delete up to ``limit`` finished jobs past their retention, with their events
+        and messages, in one transaction; return what went, by state (``full`` when the
+        limit was reached, so more may be due).
+
+        A job of ``policy.states`` is past its retention when its ``finished_at`` is
+        older, on the store's clock, than the seconds its task stored in its options
+        (``{"retention": {state: seconds or null}}``, see :mod:`offload.retention`;
+        ``null`` keeps it for ever) or, when it stores none that can be read or
+        ``policy.per_task`` is False, than ``policy.keep[state]``. The oldest go first.
+        Queued, scheduled and running jobs are never touched.
+        """
+
+    @abc.abstractmethod
+    def job_prune_count(self, policy: RetentionPolicy) -> PruneResult:
+        """What :meth:`job_prune_expired` would delete now, all batches together
+        (reads only)."""
 
     # -- processes -----------------------------------------------------------------------
     @abc.abstractmethod
@@ -199,6 +239,21 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def process_prune(self, *, older_than: float) -> int:
         """Delete process rows stopped or gone for longer than this many seconds."""
+
+    @abc.abstractmethod
+    def process_tasks_publish(self, process_id: str, tasks: Sequence[str]) -> bool:
+        """Record on a process row the task names that process registers (what it can
+        run); False when the row does not exist (yet). Heartbeats keep them."""
+
+    @abc.abstractmethod
+    def process_tasks_live(self, *, gone_after: float) -> set[str]:
+        """The task names registered by processes that are running (as
+        :meth:`process_list` judges them with ``gone_after``)."""
+
+    @abc.abstractmethod
+    def job_tasks_unserved(self, *, gone_after: float) -> dict[str, int]:
+        """Queued and scheduled jobs whose task no running process registers: their
+        number, by task name. Such jobs wait until a worker that knows the task starts."""
 
     # -- locks ---------------------------------------------------------------------------
     @abc.abstractmethod

@@ -1,5 +1,6 @@
 """What both stores must agree on, written once: column lists, derived states, list
-filters, the counters, event kinds and texts of outcomes and rescues, process statuses.
+filters, the counters, event kinds and texts of outcomes and rescues, a cancel request
+that outlives its run, process statuses, the task names processes publish.
 
 Each backend builds its SQL and its rows from these, so a rule changed here changes on
 SQLite and PostgreSQL together. SQL fragments are plain text: a backend passes in how it
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from offload.errors import SerializationError
+from offload.serialization import loads
 from offload.types import (
     TERMINAL_STATES,
     ErrorInfo,
@@ -168,17 +171,59 @@ def wakes_workers(o: Outcome) -> bool:
     return o.state is JobState.QUEUED and o.delay <= 0
 
 
+# -- a cancel request outlives the run ----------------------------------------------------------
+#
+# A job someone asked to cancel is never queued again: an outcome that would requeue it
+# (a retry after an error, a crash, a shutdown, a batch hand-back) and a rescue of its
+# expired lease end it ``cancelled`` instead, with the event kind below and the message of
+# :func:`not_retried`. (The next claim would otherwise clear the request and run it again.)
+# A terminal outcome (succeeded, failed, quarantined) stays what it is.
+
+#: The event kind of a requeue or rescue that ended a job ``cancelled`` instead.
+CANCELLED = "cancelled"
+
+
+def not_retried(after: str) -> str:
+    """The event message of a job ended ``cancelled`` instead of being queued again;
+    ``after`` says what ended the run."""
+    return f"cancel requested; not retried after {after}"
+
+
+def outcome_not_retried(o: Outcome) -> str:
+    """:func:`not_retried` for a requeue outcome: after the run's error (type and
+    message), or after the outcome's reason when it carries no error."""
+    info = ErrorInfo.from_json(o.error) if o.error else None
+    if info is not None and (info.type or info.message):
+        return not_retried(f"{info.type}: {info.message}" if info.message else info.type)
+    return not_retried(o.reason or "the run ended")
+
+
 # -- lease rescue ------------------------------------------------------------------------------
 
 
-def rescue_state(crashes: int, crash_limit: int) -> JobState:
-    """Where a job whose lease expired goes: the expiry counts as one more crash."""
-    return JobState.QUARANTINED if crashes + 1 >= crash_limit else JobState.QUEUED
+def rescue_state(crashes: int, crash_limit: int, cancel_requested: bool = False) -> JobState:
+    """Where a job whose lease expired goes: the expiry counts as one more crash. A job
+    someone asked to cancel is not queued again: it ends ``cancelled``. A crash count
+    that is not an integer (a row written by hand) counts as none, rather than stopping
+    every rescue."""
+    if type(crashes) is not int:
+        crashes = 0
+    if crashes + 1 >= crash_limit:
+        return JobState.QUARANTINED
+    return JobState.CANCELLED if cancel_requested else JobState.QUEUED
 
 
 def rescue_kind(state: JobState) -> str:
     """The event kind of a rescue that sent the job to ``state``."""
-    return "quarantined" if state is JobState.QUARANTINED else "lease_expired"
+    if state is JobState.QUARANTINED:
+        return "quarantined"
+    return CANCELLED if state is JobState.CANCELLED else "lease_expired"
+
+
+def rescue_message(state: JobState, reason: str) -> str:
+    """The event message of a rescue that sent the job to ``state`` (``reason``: the
+    :func:`rescue_reason`)."""
+    return not_retried(reason) if state is JobState.CANCELLED else reason
 
 
 def rescue_reason(worker: str | None) -> str:
@@ -198,7 +243,10 @@ GONE_AFTER_BEATS = 3
 
 
 def process_statuses(
-    rows: Sequence[ProcessInfo], now: float, gone_after: float
+    rows: Sequence[ProcessInfo],
+    now: float,
+    gone_after: float,
+    silent: Mapping[str, float] | None = None,
 ) -> list[ProcessInfo]:
     """``rows`` with ``status`` filled: ``stopped`` once stopped, ``gone`` after
     :data:`GONE_AFTER_BEATS` of the process's own heartbeat intervals without one, else
@@ -207,8 +255,13 @@ def process_statuses(
     A process publishes its interval as ``info["heartbeat"]`` (a child is judged by its
     parent's), so a worker configured with a 30 s heartbeat is not gone after 15 s; a row
     with no published interval is gone after ``gone_after`` seconds.
+
+    ``silent`` gives, by row id, the seconds since a row's last heartbeat as measured on a
+    clock that wall-clock steps do not move (SQLite: the host's monotonic clock, infinite
+    for a row of an earlier boot); other rows are judged by ``now - heartbeat_at``.
     """
     beats = {p.id: _published_heartbeat(p.info) for p in rows}
+    silent = silent or {}
     out = []
     for p in rows:
         if p.stopped_at is not None:
@@ -216,9 +269,68 @@ def process_statuses(
         else:
             beat = beats[p.id] or beats.get(p.parent_id or "")
             limit = GONE_AFTER_BEATS * beat if beat else gone_after
-            status = "gone" if now - p.heartbeat_at > limit else "running"
+            quiet = silent.get(p.id)
+            if quiet is None:
+                quiet = now - p.heartbeat_at
+            status = "gone" if quiet > limit else "running"
         out.append(p if p.status == status else dataclasses.replace(p, status=status))
     return out
+
+
+#: Most task names a process may publish, and longest name kept (longer ones are cut).
+MAX_PUBLISHED_TASKS = 10_000
+MAX_TASK_NAME = 1000
+
+
+def tasks_json(tasks: Sequence[str]) -> str:
+    """The stored form of the task names a process registers: a JSON array of strings,
+    sorted, without duplicates."""
+    names = sorted({str(t)[:MAX_TASK_NAME] for t in tasks})[:MAX_PUBLISHED_TASKS]
+    return json.dumps(names, separators=(",", ":"), ensure_ascii=False)
+
+
+def published_tasks(text: object) -> list[str]:
+    """The task names a process row publishes, read back from its ``tasks`` column. What
+    is not a JSON array of strings (a row written by hand) publishes nothing."""
+    if not isinstance(text, str) or not text.startswith("["):
+        return []
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return []
+    if not isinstance(value, list):
+        return []
+    return [t for t in value if isinstance(t, str)]
+
+
+def live_tasks(rows: Sequence[ProcessInfo], tasks: Mapping[str, object]) -> set[str]:
+    """The task names registered by the processes of ``rows`` (statuses filled) that are
+    running; ``tasks`` holds each row's stored ``tasks`` text by id."""
+    live: set[str] = set()
+    for p in rows:
+        if p.status == "running":
+            live.update(published_tasks(tasks.get(p.id)))
+    return live
+
+
+def task_label(value: object) -> str:
+    """A stored task name as text: itself when it is text, else a description of what is
+    stored (a row written by hand may hold bytes or a number there)."""
+    if isinstance(value, str):
+        return value
+    return f"<{type(value).__name__} {value!r:.60}>"
+
+
+def unserved_tasks(counts: Iterable[Sequence[Any]], live: set[str]) -> dict[str, int]:
+    """From ``(task, count)`` rows of waiting jobs, those whose task no live process
+    registers, by name (sorted)."""
+    out: dict[str, int] = {}
+    for task, count in counts:
+        if isinstance(task, str) and task in live:
+            continue
+        name = task_label(task)
+        out[name] = out.get(name, 0) + int(count)
+    return dict(sorted(out.items()))
 
 
 def _published_heartbeat(info: str) -> float | None:
@@ -230,3 +342,22 @@ def _published_heartbeat(info: str) -> float | None:
     if isinstance(beat, int | float) and not isinstance(beat, bool) and 0 < beat < 1e9:
         return float(beat)
     return None
+
+
+def merged_saved(stored: str | None, key: str, value: str) -> str | None:
+    """A job's ``saved`` JSON text with ``key`` set to the JSON ``value``; None when
+    ``value`` does not decode (the save is dropped, never the whole write). Stored text
+    that is not a JSON object (written by hand) is replaced rather than failing every
+    later write of the job."""
+    try:
+        new = loads(value)
+    except SerializationError:
+        return None
+    try:
+        saved = loads(stored) if stored else {}
+    except SerializationError:
+        saved = {}
+    if not isinstance(saved, dict):
+        saved = {}
+    saved[key] = new
+    return json.dumps(saved, separators=(",", ":"), ensure_ascii=False)

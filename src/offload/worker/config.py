@@ -39,6 +39,12 @@ class WorkerConfig:
     budget: float | None = None
     max_jobs: int | None = None
     lock_name: str | None = None
+    #: Stop once no job ran and a claim found nothing for this many seconds (the serving
+    #: locks are let go first; see :mod:`offload.worker.serving`). None: not on idle.
+    idle_exit: float | None = None
+    #: A descriptor holding the starter's lock (``autostart``, ``offload ensure``), closed
+    #: once this worker holds its serving locks, so no second one is started meanwhile.
+    started_by_fd: int | None = None
 
     def __post_init__(self) -> None:
         if not self.queues:
@@ -51,6 +57,8 @@ class WorkerConfig:
             )
         if self.budget is not None and not self.budget > 0:
             raise ConfigError(f"expected budget to be positive seconds, got {self.budget!r}")
+        if self.idle_exit is not None and not self.idle_exit > 0:
+            raise ConfigError(f"expected idle_exit to be positive seconds, got {self.idle_exit!r}")
         if self.max_jobs is not None and self.max_jobs < 1:
             raise ConfigError(f"expected max_jobs to be a positive int, got {self.max_jobs!r}")
 

@@ -57,16 +57,6 @@ def handed_back(job: ClaimedJob, *, batch_wait: float, worker_id: str) -> Outcom
     )  # fmt: skip
 
 
-def undispatchable(job: ClaimedJob, problem: str, *, worker_id: str) -> Outcome:
-    """A claimed job that could not be sent to a child (``problem`` names the column and
-    what is wrong with it): failed at once, for good, since its row will not change."""
-    message = f"cannot dispatch the job: {problem}"
-    return Outcome(
-        job.id, job.attempt, JobState.FAILED, error=ErrorInfo("DispatchError", message).to_json(),
-        reason=message, worker_id=worker_id,
-    )  # fmt: skip
-
-
 def event_of(outcome: Outcome) -> str:
     """The log event of an outcome: ``job.succeeded``, ``job.retry``, ``job.crashed``..."""
     state = outcome.state

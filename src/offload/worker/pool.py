@@ -24,12 +24,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from offload import logs
+from offload.boundary import job_problem, refused_row
 from offload.types import ClaimedJob, JobState, MessageAdd, Outcome, ProgressUpdate, SaveValue
 from offload.worker import protocol
 from offload.worker.batching import BatchSizer
 from offload.worker.child import child_main
 from offload.worker.component import Component, Shared
-from offload.worker.endings import death_outcome, event_of, handed_back, undispatchable
+from offload.worker.endings import death_outcome, event_of, handed_back
 from offload.worker.limits import describe_exit
 from offload.worker.process import fork
 from offload.worker.slots import Ending, Slot
@@ -189,7 +190,7 @@ class Pool(Component):
     def deal(self, free: Sequence[Slot], jobs: list[ClaimedJob]) -> None:
         """Send claimed jobs to the ``free`` slots, dealt out in claim order: the first
         jobs (highest priority, oldest) start first, one on each child. A job that cannot
-        be sent (see :func:`protocol.job_problem`) fails at once instead."""
+        be sent (see :func:`offload.boundary.job_problem`) fails at once instead."""
         runnable = [job for job in jobs if self._dispatchable(job)]
         start_by = time.monotonic() + self._settings.batch_wait
         for index, slot in enumerate(free):
@@ -243,7 +244,7 @@ class Pool(Component):
 
     def _dispatchable(self, job: ClaimedJob) -> bool:
         """True if ``job`` can be sent to a child; else it fails now (DispatchError)."""
-        problem = protocol.job_problem(job)
+        problem = job_problem(job, self._settings.max_payload_bytes)
         if problem is None:
             return True
         self._fail_undispatchable(job, problem)
@@ -259,7 +260,7 @@ class Pool(Component):
                 reason=f"cannot dispatch the job: {problem}",
             )  # fmt: skip
             return
-        outcome = undispatchable(job, problem, worker_id=self._worker_id)
+        outcome = refused_row(job, problem, worker_id=self._worker_id)
         self._pending.outcomes.append(outcome)
         self._work_due()  # the slot it was meant for is still free
         logs.log(

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from typing import Any
 
 from offload.types import ClaimedJob, JobState, Outcome
@@ -55,47 +54,6 @@ _OUTCOME_FIELDS = tuple(f.name for f in dataclasses.fields(Outcome))
 def job_to_dict(job: ClaimedJob) -> dict[str, Any]:
     """A claimed job as a JSON object (every field is a str, a number or None)."""
     return {name: getattr(job, name) for name in _JOB_FIELDS}
-
-
-#: What each field of a job sent to a child must hold (a row written into the database by
-#: hand may hold anything: bytes, text in a number column).
-_TEXT_FIELDS = ("id", "task", "queue", "args", "kwargs", "options")
-_INT_FIELDS = ("attempt", "max_attempts", "errors", "crashes", "priority")
-
-
-def job_problem(job: ClaimedJob) -> str | None:
-    """Why ``job`` cannot be sent to a child and run (a field of the wrong type: a row
-    written into the database directly), naming the column; None if it can."""
-    timeout = job.timeout
-    if (
-        type(job.id) is str
-        and type(job.task) is str
-        and type(job.queue) is str
-        and type(job.args) is str
-        and type(job.kwargs) is str
-        and type(job.options) is str
-        and type(job.attempt) is int
-        and type(job.max_attempts) is int
-        and type(job.errors) is int
-        and type(job.crashes) is int
-        and type(job.priority) is int
-        and (timeout is None or (type(timeout) in (int, float) and 0 <= timeout < math.inf))
-    ):
-        return None  # the fast path: one expression, no allocation
-    for name in _TEXT_FIELDS:
-        value = getattr(job, name)
-        if type(value) is not str:
-            return f"{name} holds {_shown(value)}, expected text"
-    for name in _INT_FIELDS:
-        value = getattr(job, name)
-        if type(value) is not int:
-            return f"{name} holds {_shown(value)}, expected an integer"
-    return f"timeout holds {_shown(timeout)}, expected a number of seconds (or none)"
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
 def job_from_dict(data: dict[str, Any]) -> ClaimedJob:

@@ -9,7 +9,8 @@ Each turn it handles stop signals, then ticks its components in order:
 * the job pool (:mod:`offload.worker.pool`) reads what the children sent, settles dead
   children, enforces timeouts and the shutdown grace, replaces children;
 * maintenance (:mod:`offload.worker.maintenance`) heartbeats: renews leases, writes the
-  process table, renews a drain's lock, rescues expired leases;
+  process table, renews a drain's lock, rescues expired leases, says which tasks have
+  waiting jobs that no live worker registers;
 * the claimer (:mod:`offload.worker.claims`) writes everything pending in one
   ``job_write`` transaction together with a claim of as many jobs as there are idle
   children (never more: no prefetch).
@@ -54,9 +55,12 @@ from offload.worker.config import Stats, WorkerConfig, default_queues, host_name
 from offload.worker.maintenance import Maintenance
 from offload.worker.maintenance.leases import LeaseRenewal
 from offload.worker.maintenance.lock import LockRenewal
+from offload.worker.maintenance.prune import Pruning
 from offload.worker.maintenance.rescue import LeaseRescue
 from offload.worker.maintenance.rows import ProcessRows
+from offload.worker.maintenance.unknown_tasks import UnknownTasks
 from offload.worker.pool import Pool
+from offload.worker.serving import Serving
 from offload.worker.signals import StopRequests
 from offload.worker.writes import Recorder, StoreGuard
 
@@ -104,15 +108,27 @@ class Supervisor:
                 ProcessRows(shared, self._pool, self.host),
                 LockRenewal(shared, on_lost=lambda why: self._stop(fast=False, why=why)),
                 LeaseRescue(shared, on_rescued=self._work_due),
+                UnknownTasks(shared),
+                Pruning(shared),
             ],
         )
+        # The host-local locks autostart and ensure look for; a drain's idle exit.
+        serving = Serving(
+            shared, idle=lambda: not self._pool.busy(),
+            claim_again=self._work_due, on_idle=lambda why: self._stop(fast=False, why=why),
+        )  # fmt: skip
         #: Ticked in this order each turn: the pool reads what its children sent before
-        #: maintenance renews their leases, and both before the claimer writes it all.
-        self._components: tuple[Component, ...] = (self._pool, self._maintenance, self._claimer)
+        #: maintenance renews their leases, and both before the claimer writes it all;
+        #: serving last, to see what that claim found.
+        self._components: tuple[Component, ...] = (
+            self._pool, self._maintenance, self._claimer, serving,
+        )  # fmt: skip
         #: Closed in this order on exit: the children first (what they leave joins the
         #: pending writes), then those writes while the leases hold, then the process
         #: table and the lock.
-        self._closing: tuple[Component, ...] = (self._pool, self._claimer, self._maintenance)
+        self._closing: tuple[Component, ...] = (
+            self._pool, self._claimer, self._maintenance, serving,
+        )  # fmt: skip
 
     @property
     def store(self) -> Store:
@@ -140,7 +156,8 @@ class Supervisor:
                 )  # fmt: skip
             logs.log(
                 "worker.started", worker=self.worker_id, kind=self.config.kind,
-                pid=os.getpid(), queues=",".join(self.config.queues),
+                pid=os.getpid(), store=self.app.store.location,
+                queues=",".join(self.config.queues),
                 concurrency=self.config.concurrency,
             )  # fmt: skip
             while not self._finished():
@@ -237,7 +254,8 @@ class Supervisor:
             return
         busy = any(c.busy() for c in self._components)
         spent = self._claimer.spent
-        if not busy and (spent or self._claimer.found_nothing):
+        idle = self._claimer.found_nothing and config.idle_exit is None  # else: Serving
+        if not busy and (spent or idle):
             self._stop(fast=False, why="max jobs reached" if spent else "queue empty")
 
     def _shutdown(self) -> None:

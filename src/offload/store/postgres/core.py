@@ -37,6 +37,7 @@ class PostgresCore(Store):
         self.connect_timeout = connect_timeout or DEFAULT_CONNECT_TIMEOUT
         self.db = Database(settings, self.schema, self.connect_timeout)
         self._where = self.db.where
+        self.location = self.db.where
         self.channel = channel(self.schema)
         #: Statements of ``queries.py`` for this schema.
         self.q = Q.Composer(self.schema)
@@ -135,6 +136,9 @@ class PostgresCore(Store):
 
         def apply(c: Conn) -> int:
             self._dbname = c.info.dbname
+            # A migration may rewrite a big table: exempt from statement_timeout.
+            for statement in Q.NO_STATEMENT_TIMEOUT:
+                c.execute(statement)
             # Serialises concurrent migrations of this schema; released at commit.
             c.execute(Q.MIGRATION_LOCK, (key,))
             c.execute(self.q(Q.CREATE_SCHEMA))

@@ -122,7 +122,16 @@ class JobsMixin(PostgresCore):
         return [JobMessage(*r) for r in self._read(Q.JOB_MESSAGES, (job_id, limit))]
 
     def job_counts(self) -> dict[tuple[str, str], int]:
-        return {(q, s): int(n) for q, s, n in self._read(Q.COUNTS)}
+        counts: dict[tuple[str, str], int] = {}
+        for queue, state, n in self._read(Q.COUNTS):  # scheduled ones come out of queued
+            counts[queue, state] = counts.get((queue, state), 0) + int(n)
+            if state == "scheduled":
+                counts[queue, "queued"] = counts.get((queue, "queued"), 0) - int(n)
+        return {key: n for key, n in counts.items() if n > 0}
+
+    def queue_latency(self, queues: Sequence[str]) -> dict[str, float]:
+        rows = self._read(Q.QUEUE_LATENCY, (list(dict.fromkeys(queues)),))
+        return {q: float(age) for q, age in rows if age is not None and age >= 0}
 
     # -- cancel, retry, delete, prune ----------------------------------------------------
     def job_cancel(self, job_ids: Sequence[str]) -> dict[str, JobState]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from offload.store.base import Waiter
 
@@ -55,7 +56,10 @@ class ListenWaiter(Waiter):
         self.url = url
         self.channel = channel
         self.queues = set(queues)
-        self._kwargs = {**(connect_kwargs or {}), "connect_timeout": 2, "autocommit": True}
+        # Reconnecting must not hold up the worker's loop for long: 2 s unless the url
+        # names its own connect_timeout.
+        timeout = conninfo_to_dict(url).get("connect_timeout", 2)
+        self._kwargs = {**(connect_kwargs or {}), "connect_timeout": timeout, "autocommit": True}
         self._conn: Conn | None = None
         self._pid = os.getpid()
         self._abandoned: list[Conn] = []

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import threading
@@ -63,6 +64,13 @@ class Database:
         for key, value in (("keepalives", 1), ("keepalives_idle", 30)):
             if key not in params:
                 self.connect_kwargs[key] = value
+        limits = server_options(settings.statement_timeout)
+        if limits:
+            # Appended to the url's own ``options`` so they are kept (the last -c wins).
+            self.connect_kwargs["options"] = f"{params.get('options', '')} {limits}".strip()
+        #: How long the diagnosis of a failing pool waits: the url's connect_timeout if
+        #: it has one, else 2 s.
+        self.diagnose_timeout: Any = params.get("connect_timeout", 2)
         self._lock = threading.Lock()
         self._pool: ConnectionPool[Conn] | None = None
         self._pid = -1
@@ -171,7 +179,9 @@ class Database:
         """Why connecting fails, in libpq's words (the pool only logs its attempts);
         None if the server answers."""
         try:
-            conn = psycopg.connect(self.url, **{**self.connect_kwargs, "connect_timeout": 2})
+            conn = psycopg.connect(
+                self.url, **{**self.connect_kwargs, "connect_timeout": self.diagnose_timeout}
+            )
         except psycopg.Error as exc:
             return first_line(exc)
         conn.close()
@@ -260,9 +270,23 @@ class Database:
             return StoreFull(f"{self.where}: {text}")
         if isinstance(exc, pg_errors.UndefinedTable | pg_errors.InvalidSchemaName):
             return SchemaError(f"{self.where}: {text}; run `offload migrate`")
+        if isinstance(exc, pg_errors.QueryCanceled | pg_errors.LockNotAvailable):
+            limit = self.settings.statement_timeout
+            return StoreUnavailable(
+                f"{self.where}: {text} (statement_timeout is {limit:g} s; a long-held lock "
+                f"on offload's tables, or an overloaded server)"
+            )
         if isinstance(exc, psycopg.OperationalError):
             return StoreUnavailable(f"{self.where}: {text}")
         return StoreError(f"{self.where}: {text}")
+
+
+def server_options(statement_timeout: float) -> str:
+    """libpq ``options`` that bound every statement and lock wait; "" for no limit."""
+    if not 0 < statement_timeout < math.inf:
+        return ""
+    ms = max(1, round(statement_timeout * 1000))
+    return f"-c statement_timeout={ms} -c lock_timeout={ms}"
 
 
 def first_line(exc: BaseException) -> str:

@@ -1,5 +1,6 @@
 """The PostgreSQL store's process table (heartbeats, stops, the listing with each row's
-status judged on the server's clock, pruning) and its named locks."""
+status judged on the server's clock, pruning, the task names each worker registers) and
+its named locks."""
 
 from __future__ import annotations
 
@@ -48,6 +49,23 @@ class ProcessesMixin(PostgresCore):
     def process_prune(self, *, older_than: float) -> int:
         query = self.q(Q.PRUNE_PROCESSES)
         return self._run(lambda c: c.execute(query, (float(older_than),)).rowcount)
+
+    def process_tasks_publish(self, process_id: str, tasks: Sequence[str]) -> bool:
+        query, text = self.q(Q.PUBLISH_TASKS), rules.tasks_json(tasks)
+        return bool(self._run(lambda c: c.execute(query, (text, process_id)).rowcount))
+
+    def process_tasks_live(self, *, gone_after: float) -> set[str]:
+        rows = self._read(Q.PROCESS_TASKS)
+        if not rows:
+            return set()
+        now = float(rows[0][-1])  # the server's clock
+        processes = [ProcessInfo(*r[:-2]) for r in rows]
+        tasks = {r[0]: r[-2] for r in rows}
+        return rules.live_tasks(rules.process_statuses(processes, now, gone_after), tasks)
+
+    def job_tasks_unserved(self, *, gone_after: float) -> dict[str, int]:
+        live = self.process_tasks_live(gone_after=gone_after)
+        return rules.unserved_tasks(self._read(Q.WAITING_BY_TASK), live)
 
     # -- locks ---------------------------------------------------------------------------
     def lock_acquire(self, name: str, owner: str, ttl: float) -> bool:

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from offload.store import rules
 from offload.store.rules import ACTIVE_STATES_SQL, CLAIM_COLUMNS, FINISHED_STATES_SQL
-from offload.types import Outcome
+from offload.types import TERMINAL_STATES, JobState, Outcome
 
 #: The transaction's timestamp on the server, as float epoch seconds.
 NOW = "date_part('epoch', now())"
@@ -55,6 +55,7 @@ HAS_VERSION_TABLE = (
     "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = 'schema_version'"
 )
 SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM {schema_version}"
+NO_STATEMENT_TIMEOUT = ("SET LOCAL statement_timeout = 0", "SET LOCAL lock_timeout = 0")
 MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(%s)"
 CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS {schema}"
 CREATE_VERSION_TABLE = (
@@ -113,7 +114,8 @@ PICK_IDS = (
 
 
 def claim_ctes(pick: str) -> str:
-    """The claim as CTEs (``picked``, ``claimed``, its events), for ``WITH ...``.
+    """The claim as CTEs (``picked``, ``claimed``, its events), for ``WITH ...``. A new
+    attempt reports its own progress: what the last one reported is cleared.
 
     The picked ids are materialised once: as a plain "id IN (subquery)" the planner may
     rescan the locking subquery per row, and each rescan skips the rows this very
@@ -123,7 +125,8 @@ def claim_ctes(pick: str) -> str:
         f"picked AS MATERIALIZED ({pick}),"
         " claimed AS (UPDATE {jobs} j SET state = 'running', attempt = j.attempt + 1,"
         " worker_id = %(worker)s, leased_until = {now} + %(lease)s::float8,"
-        " started_at = {now}, cancel_requested = false"
+        " started_at = {now}, cancel_requested = false, progress_current = 0,"
+        " progress_total = NULL, progress_message = NULL"
         " FROM picked WHERE j.id = picked.id AND j.state = 'queued'"
         " RETURNING j.id, j.task, j.queue, j.args, j.kwargs, j.attempt, j.max_attempts,"
         " j.errors, j.crashes, j.timeout, j.options, j.priority, j.run_at),"
@@ -166,7 +169,7 @@ RENEW = (
     " AND j.worker_id = %s RETURNING j.id, j.attempt, j.cancel_requested"
 )
 EXPIRED = (
-    "SELECT id, attempt, crashes, worker_id FROM {jobs}"
+    "SELECT id, attempt, crashes, worker_id, cancel_requested FROM {jobs}"
     " WHERE state = 'running' AND leased_until < {now}"
     " ORDER BY id FOR UPDATE SKIP LOCKED"
 )
@@ -174,7 +177,10 @@ RESCUE = (
     "UPDATE {jobs} SET state = %(state)s, crashes = crashes + 1,"
     " error = %(error)s, leased_until = NULL, worker_id = NULL,"
     " run_at = least(run_at, {now}),"
-    " finished_at = CASE WHEN %(state)s = 'quarantined' THEN {now} END"
+    " finished_at = CASE WHEN %(state)s = 'queued' THEN NULL ELSE {now} END,"
+    " progress_current = CASE WHEN %(state)s = 'queued' THEN 0 ELSE progress_current END,"
+    " progress_total = CASE WHEN %(state)s = 'queued' THEN NULL ELSE progress_total END,"
+    " progress_message = CASE WHEN %(state)s = 'queued' THEN NULL ELSE progress_message END"
     " WHERE id = %(id)s AND attempt = %(attempt)s AND state = 'running'"
 )
 
@@ -215,27 +221,43 @@ ADD_MESSAGES = (
 #: (``first``): a later one finds the run already ended, as it would one at a time.
 #: Requeued jobs (``state = 'queued'``) keep their result, and their place in line when
 #: they run again at once: they are not sent behind every job that became due while they
-#: ran.
+#: ran; they show no progress until their next attempt reports some. A requeue (``rq``)
+#: of a job whose cancel was requested ends it ``cancelled`` instead (see rules.py), with
+#: the event message ``o.not_retried``; ``u`` returns the state each job is in now.
 OUTCOME_CTES = (
     "o AS (SELECT * FROM unnest(%(o_id)s::text[], %(o_attempt)s::int[], %(o_state)s::text[],"
     " %(o_result)s::text[], %(o_error)s::text[], %(o_delay)s::float8[], %(o_errs)s::int[],"
     " %(o_crashes)s::int[], %(o_kind)s::text[], %(o_worker)s::text[], %(o_reason)s::text[],"
-    " %(o_refusal)s::text[], %(o_first)s::bool[]) WITH ORDINALITY AS o(id, attempt, state,"
-    " result, error, delay, errs, crashes, kind, worker, reason, refusal, first, n)),"
-    " u AS (UPDATE {jobs} j SET state = o.state,"
-    " run_at = CASE WHEN o.state <> 'queued' THEN j.run_at"
+    " %(o_refusal)s::text[], %(o_not_retried)s::text[], %(o_first)s::bool[])"
+    " WITH ORDINALITY AS o(id, attempt, state, result, error, delay, errs, crashes, kind,"
+    " worker, reason, refusal, not_retried, first, n)),"
+    " u AS (UPDATE {jobs} j SET"
+    " state = CASE WHEN o.state = 'queued' AND j.cancel_requested THEN 'cancelled'"
+    " ELSE o.state END,"
+    " run_at = CASE WHEN o.state <> 'queued' OR j.cancel_requested THEN j.run_at"
     " WHEN o.delay > 0 THEN {now} + o.delay ELSE least(j.run_at, {now}) END,"
     " result = CASE WHEN o.state = 'queued' THEN j.result ELSE o.result END,"
     " error = CASE WHEN o.state = 'queued' THEN coalesce(o.error, j.error) ELSE o.error END,"
-    " finished_at = CASE WHEN o.state = 'queued' THEN j.finished_at ELSE {now} END,"
-    " worker_id = CASE WHEN o.state = 'queued' THEN NULL ELSE j.worker_id END,"
+    " finished_at = CASE WHEN o.state = 'queued' AND NOT j.cancel_requested"
+    " THEN j.finished_at ELSE {now} END,"
+    " worker_id = CASE WHEN o.state = 'queued' AND NOT j.cancel_requested"
+    " THEN NULL ELSE j.worker_id END,"
+    " progress_current = CASE WHEN o.state = 'queued' AND NOT j.cancel_requested"
+    " THEN 0 ELSE j.progress_current END,"
+    " progress_total = CASE WHEN o.state = 'queued' AND NOT j.cancel_requested"
+    " THEN NULL ELSE j.progress_total END,"
+    " progress_message = CASE WHEN o.state = 'queued' AND NOT j.cancel_requested"
+    " THEN NULL ELSE j.progress_message END,"
     " errors = j.errors + o.errs, crashes = j.crashes + o.crashes, leased_until = NULL"
     " FROM o WHERE j.id = o.id AND j.attempt = o.attempt AND j.state = 'running' AND o.first"
-    " RETURNING o.n),"
+    " RETURNING o.n, j.state),"
     " outcome_ev AS (INSERT INTO {events} (job_id, at, attempt, kind, worker_id, message)"
     " SELECT o.id, {now}, o.attempt,"
-    f" CASE WHEN u.n IS NULL THEN '{rules.REFUSED}' ELSE o.kind END, o.worker,"
-    " CASE WHEN u.n IS NULL THEN o.refusal ELSE o.reason END"
+    f" CASE WHEN u.n IS NULL THEN '{rules.REFUSED}'"
+    f" WHEN o.state = 'queued' AND u.state = 'cancelled' THEN '{rules.CANCELLED}'"
+    " ELSE o.kind END, o.worker,"
+    " CASE WHEN u.n IS NULL THEN o.refusal"
+    " WHEN o.state = 'queued' AND u.state = 'cancelled' THEN o.not_retried ELSE o.reason END"
     " FROM o LEFT JOIN u ON u.n = o.n"
     " WHERE u.n IS NOT NULL OR EXISTS (SELECT 1 FROM {jobs} x WHERE x.id = o.id)"
     " ORDER BY o.n)"
@@ -273,6 +295,9 @@ def outcome_params(outcomes: Sequence[Outcome]) -> dict[str, list[Any]]:
         "o_worker": [o.worker_id for o in outcomes],
         "o_reason": [o.reason for o in outcomes],
         "o_refusal": [rules.refusal(o) for o in outcomes],
+        "o_not_retried": [
+            rules.outcome_not_retried(o) if o.state is JobState.QUEUED else "" for o in outcomes
+        ],
         "o_first": rules.first_of_each_run(outcomes),
     }
 
@@ -303,7 +328,20 @@ JOB_MESSAGES = (
     "SELECT at, attempt, text FROM (SELECT seq, at, attempt, text FROM {messages}"
     " WHERE job_id = %s ORDER BY seq DESC LIMIT %s) m ORDER BY seq"
 )
-COUNTS = f"SELECT queue, {rules.state_sql('{now}')} AS s, count(*) FROM {{jobs}} GROUP BY queue, s"
+#: Jobs by queue and stored state, then the scheduled ones by queue, which job_counts
+#: moves out of queued. No index serves the first part: one on (queue, state) would
+#: cost every state change a write (measured: PostgreSQL processing fell by a third).
+COUNTS = (
+    "SELECT queue, state, count(*) FROM {jobs} GROUP BY queue, state"
+    " UNION ALL SELECT queue, 'scheduled', count(*) FROM {jobs}"
+    f" WHERE {rules.scheduled_sql('{now}')} GROUP BY queue"
+)
+#: For each queue named (bound: a text array), the seconds since its oldest waiting
+#: job's run_at (NULL: none waits), from the claim index.
+QUEUE_LATENCY = (
+    "SELECT q, {now} - (SELECT min(run_at) FROM {jobs} WHERE state = 'queued' AND queue = q)"
+    " FROM unnest(%s::text[]) AS q"
+)
 
 # -- cancel, retry, delete, prune --------------------------------------------------------------
 LOCK_FOR_CANCEL = "SELECT id, state, attempt FROM {jobs} WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
@@ -313,7 +351,8 @@ CANCEL_QUEUED = (
 REQUEST_CANCEL = "UPDATE {jobs} SET cancel_requested = true WHERE id = %s"
 RETRY = (
     "UPDATE {jobs} SET state = 'queued', run_at = {now}, errors = 0, crashes = 0,"
-    " error = NULL, result = NULL, finished_at = NULL, cancel_requested = false"
+    " error = NULL, result = NULL, finished_at = NULL, cancel_requested = false,"
+    " progress_current = 0, progress_total = NULL, progress_message = NULL"
     f" WHERE id = %s AND state IN {FINISHED_STATES_SQL} RETURNING attempt, queue"
 )
 DELETE = (
@@ -349,6 +388,13 @@ LIST_PROCESSES = (
 PRUNE_PROCESSES = (
     "DELETE FROM {processes} WHERE coalesce(stopped_at, heartbeat_at) < {now} - %s::float8"
 )
+PUBLISH_TASKS = "UPDATE {processes} SET tasks = %s WHERE id = %s"
+#: Process rows not stopped, with the task names each publishes and the server's now.
+PROCESS_TASKS = (
+    f"SELECT {rules.PROCESS_COLUMNS}, tasks, {{now}} FROM {{processes}} WHERE stopped_at IS NULL"
+)
+#: Queued and scheduled jobs by task.
+WAITING_BY_TASK = "SELECT task, count(*) FROM {jobs} WHERE state = 'queued' GROUP BY task"
 
 # -- locks -------------------------------------------------------------------------------------
 TAKE_LOCK = (
@@ -359,3 +405,58 @@ TAKE_LOCK = (
     " RETURNING 1"
 )
 RELEASE_LOCK = "DELETE FROM {locks} WHERE name = %s AND owner = %s"
+
+# -- retention: pruning finished jobs by policy --------------------------------------------------
+#: The seconds a finished job's own ``retention`` option keeps it ('Infinity': for ever),
+#: -1 when it stores none that can be read (migration 0003's function, and its index).
+#: Never NULL: ``= -1`` lets a range of the index come out in ``finished_at`` order,
+#: where ``IS NULL`` would not.
+RETENTION_KEEP = "{schema}.retention_keep(options, state)"
+
+
+def _prunable(state: str) -> str:
+    """Finished jobs of ``state`` (one of the finished states), written as a literal: the
+    planner then knows a generic plan may use the partial index, and that its range is in
+    ``finished_at`` order (a bound state, or an ``IN`` list beside it, would not)."""
+    if state not in TERMINAL_STATES:
+        raise ValueError(f"not a finished state: {state!r}")
+    return f"state = '{state}'"
+
+
+def retention_next(state: str) -> str:
+    """The next retention stored on jobs of ``state`` above ``previous``."""
+    return (
+        f"SELECT {RETENTION_KEEP} FROM {{jobs}} WHERE {_prunable(state)}"
+        f" AND {RETENTION_KEEP} > %(previous)s::float8 ORDER BY {RETENTION_KEEP} LIMIT 1"
+    )
+
+
+def _bucket(state: str, stored: bool) -> str:
+    """Jobs of ``state`` and one stored retention finished more than ``keep`` seconds ago
+    (bound: [stored,] keep)."""
+    keep = f"{RETENTION_KEEP} = %(stored)s::float8" if stored else f"{RETENTION_KEEP} = -1"
+    return f"{_prunable(state)} AND {keep} AND finished_at < {{now}} - %(keep)s::float8"
+
+
+def prune_bucket(state: str, stored: bool) -> str:
+    """Delete the oldest ``limit`` jobs of a bucket not locked by anyone (a retry in
+    flight), with their events and messages; returns the three counts."""
+    return (
+        "WITH d AS (DELETE FROM {jobs} WHERE id IN (SELECT id FROM {jobs}"
+        f" WHERE {_bucket(state, stored)} ORDER BY finished_at LIMIT %(limit)s"
+        " FOR UPDATE SKIP LOCKED) RETURNING id),"
+        # ANY(ARRAY(...)): an index lookup per job, never a scan of the whole table.
+        " e AS (DELETE FROM {events} WHERE job_id = ANY(ARRAY(SELECT id FROM d)) RETURNING 1),"
+        " m AS (DELETE FROM {messages} WHERE job_id = ANY(ARRAY(SELECT id FROM d)) RETURNING 1)"
+        " SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM e), (SELECT count(*) FROM m)"
+    )
+
+
+def count_bucket(state: str, stored: bool) -> str:
+    """The jobs of a bucket, and their events and messages."""
+    return (
+        f"WITH d AS (SELECT id FROM {{jobs}} WHERE {_bucket(state, stored)})"
+        " SELECT (SELECT count(*) FROM d),"
+        " (SELECT count(*) FROM {events} WHERE job_id = ANY(ARRAY(SELECT id FROM d))),"
+        " (SELECT count(*) FROM {messages} WHERE job_id = ANY(ARRAY(SELECT id FROM d)))"
+    )

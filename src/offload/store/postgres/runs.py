@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -86,8 +85,8 @@ class RunsMixin(PostgresCore):
         def rescue(c: Conn) -> list[Rescued]:
             rows = c.execute(self.q(Q.EXPIRED)).fetchall()
             out = []
-            for job_id, attempt, crashes, worker in rows:
-                state = rules.rescue_state(crashes, crash_limit)
+            for job_id, attempt, crashes, worker, cancel in rows:
+                state = rules.rescue_state(crashes, crash_limit, bool(cancel))
                 reason = rules.rescue_reason(worker)
                 c.execute(
                     self.q(Q.RESCUE),
@@ -98,7 +97,8 @@ class RunsMixin(PostgresCore):
                         "attempt": attempt,
                     },
                 )
-                self._event(c, job_id, attempt, rules.rescue_kind(state), worker, reason)
+                message = rules.rescue_message(state, reason)
+                self._event(c, job_id, attempt, rules.rescue_kind(state), worker, message)
                 out.append(Rescued(job_id, attempt, state))
             if any(r.state is JobState.QUEUED for r in out):
                 self._notify(c, "")
@@ -183,10 +183,9 @@ class RunsMixin(PostgresCore):
         transaction; the cursor of the outcome statement (None without outcomes)."""
         for s in saves:  # rare: a read-modify-write keeps the client's JSON text
             row = c.execute(self.q(Q.RUNNING_SAVED), (s.job_id, s.attempt)).fetchone()
-            if row is not None:
-                saved = json.loads(row[0])
-                saved[s.key] = json.loads(s.value)
-                c.execute(self.q(Q.SET_SAVED), (json.dumps(saved, separators=(",", ":")), s.job_id))
+            text = rules.merged_saved(row[0], s.key, s.value) if row is not None else None
+            if text is not None:
+                c.execute(self.q(Q.SET_SAVED), (text, s.job_id))
         # Progress and messages first, since an outcome ends the run they are
         # fenced on.
         if progress:

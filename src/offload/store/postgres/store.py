@@ -10,10 +10,11 @@ from offload.store.base import Waiter
 from offload.store.postgres.jobs import JobsMixin
 from offload.store.postgres.listen import ListenWaiter
 from offload.store.postgres.processes import ProcessesMixin
+from offload.store.postgres.prune import PruneMixin
 from offload.store.postgres.runs import RunsMixin
 
 
-class PostgresStore(JobsMixin, RunsMixin, ProcessesMixin):
+class PostgresStore(JobsMixin, RunsMixin, ProcessesMixin, PruneMixin):
     """The store for ``postgresql://`` urls. See the package docstring."""
 
     def waiter(self, queues: Sequence[str]) -> Waiter:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ from offload.errors import ConfigError, StoreFull
 from offload.settings import Settings
 from offload.store import rules
 from offload.store.base import Store
+from offload.store.sqlite import clock
 from offload.store.sqlite import queries as Q
 from offload.store.sqlite.connection import Database, translate
 from offload.store.sqlite.wake import WakeSender
@@ -87,10 +87,10 @@ class JobsMixin(Store):
     # -- reads -------------------------------------------------------------------------
     def job_get(self, job_id: str) -> JobRow | None:
         rows = self.db.read(Q.GET_JOB, (job_id,))
-        return rules.job_row(rows[0], time.time()) if rows else None
+        return rules.job_row(rows[0], clock.wall()) if rows else None
 
     def job_list(self, filter: JobFilter) -> list[JobRow]:
-        now = time.time()
+        now = clock.wall()
         where, values = rules.job_filter_sql(filter, now=":now", param=lambda name: f":{name}")
         rows = self.db.read(Q.list_jobs(where), {**values, "now": now, "limit": filter.limit})
         return [rules.job_row(r, now) for r in rows]
@@ -102,13 +102,21 @@ class JobsMixin(Store):
         return [JobMessage(*r) for r in self.db.read(Q.JOB_MESSAGES, (job_id, limit))]
 
     def job_counts(self) -> dict[tuple[str, str], int]:
-        rows = self.db.read(Q.COUNTS, (time.time(),))
-        return {(q, s): n for q, s, n in rows}
+        return _with_scheduled(self.db.read(Q.COUNTS, (clock.wall(),)))
+
+    def queue_latency(self, queues: Sequence[str]) -> dict[str, float]:
+        now = clock.wall()
+        out: dict[str, float] = {}
+        for queue in dict.fromkeys(queues):
+            (oldest,) = self.db.read(Q.OLDEST_QUEUED, (queue,))[0]
+            if oldest is not None and oldest <= now:
+                out[queue] = now - float(oldest)
+        return out
 
     # -- cancel, retry, delete, prune ----------------------------------------------------
     def job_cancel(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         def cancel(c: sqlite3.Connection) -> dict[str, JobState]:
-            now = time.time()
+            now = clock.wall()
             out: dict[str, JobState] = {}
             for job_id in job_ids:
                 row = c.execute(Q.STATE_AND_ATTEMPT, (job_id,)).fetchone()
@@ -129,7 +137,7 @@ class JobsMixin(Store):
 
     def job_retry(self, job_ids: Sequence[str]) -> list[str]:
         def retry(c: sqlite3.Connection) -> list[str]:
-            now = time.time()
+            now = clock.wall()
             done = []
             for job_id in job_ids:
                 try:
@@ -165,7 +173,7 @@ class JobsMixin(Store):
             return 0
 
         def prune(c: sqlite3.Connection) -> int:
-            cutoff = time.time() - older_than
+            cutoff = clock.wall() - older_than
             deleted = c.execute(Q.prune_jobs(len(finished)), [*finished, cutoff]).fetchall()
             ids = [r[0] for r in deleted]
             for chunk in _chunks(ids, 500):
@@ -179,7 +187,7 @@ class JobsMixin(Store):
 def _insert(c: sqlite3.Connection, jobs: Sequence[NewJob]) -> list[str]:
     """Insert ``jobs`` on ``c`` (in its transaction); their ids, or for a job whose unique
     key an unfinished job holds, that job's id."""
-    now = time.time()
+    now = clock.wall()
     ids: list[str] = []
     rows = []
     batch_keys: dict[str, str] = {}
@@ -201,6 +209,17 @@ def _insert(c: sqlite3.Connection, jobs: Sequence[NewJob]) -> list[str]:
         ids.append(j.id)
     c.executemany(Q.INSERT_JOB, rows)
     return ids
+
+
+def _with_scheduled(rows: Sequence[Any]) -> dict[tuple[str, str], int]:
+    """Counts by ``(queue, stored state)``, with the scheduled ones (rows of state
+    ``scheduled``) taken out of ``queued``; states with no job left out."""
+    counts: dict[tuple[str, str], int] = {}
+    for queue, state, n in rows:
+        counts[queue, state] = counts.get((queue, state), 0) + int(n)
+        if state == "scheduled":
+            counts[queue, "queued"] = counts.get((queue, "queued"), 0) - int(n)
+    return {key: n for key, n in counts.items() if n > 0}
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

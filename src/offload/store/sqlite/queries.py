@@ -25,18 +25,25 @@ INSERT_JOB = (
 )
 
 # -- claims ------------------------------------------------------------------------------------
+#: Bound: worker, lease end (wall clock), now, boot id, lease end (monotonic clock). A new
+#: attempt reports its own progress: what the last one reported is cleared.
 _CLAIM_SET = (
     "UPDATE offload_jobs SET state = 'running', attempt = attempt + 1,"
-    " worker_id = ?, leased_until = ?, started_at = ?, cancel_requested = 0"
+    " worker_id = ?, leased_until = ?, started_at = ?, lease_boot = ?, lease_mono = ?,"
+    " cancel_requested = 0, progress_current = 0, progress_total = NULL,"
+    " progress_message = NULL"
 )
 
 
 def claim_due(queues: int, tasks: int) -> str:
     """Claim due jobs of ``queues`` queues (each bound as: queue, now, *tasks, limit; then
-    the limit once more when there are several queues), after the worker, lease end and
-    now of :data:`_CLAIM_SET`. Returns the claim columns and ``run_at``."""
+    the limit once more when there are several queues), after the values of
+    :data:`_CLAIM_SET`. Returns the claim columns and ``run_at``."""
     one = (
-        "SELECT id, priority, run_at FROM offload_jobs WHERE state = 'queued'"
+        # Pinned: with other indexes on (queue, run_at) the planner may pick one of them
+        # and sort every due row on each claim (75 times slower at 100,000 queued).
+        "SELECT id, priority, run_at FROM offload_jobs INDEXED BY offload_jobs_claim"
+        " WHERE state = 'queued'"
         f" AND queue = ? AND run_at <= ? AND task IN ({marks(tasks)})"
         " ORDER BY priority DESC, run_at, id LIMIT ?"
     )
@@ -65,19 +72,34 @@ INSERT_STARTED = (
 )
 
 # -- leases ------------------------------------------------------------------------------------
+#: Bound: lease end (wall clock), boot id, lease end (monotonic clock), id, attempt, worker.
 RENEW = (
-    "UPDATE offload_jobs SET leased_until = ? WHERE id = ? AND attempt = ?"
-    " AND state = 'running' AND worker_id = ? RETURNING cancel_requested"
+    "UPDATE offload_jobs SET leased_until = ?, lease_boot = ?, lease_mono = ?"
+    " WHERE id = ? AND attempt = ? AND state = 'running' AND worker_id = ?"
+    " RETURNING cancel_requested"
 )
+#: Running jobs whose lease expired (bound by name: boot, mono, now). A lease taken on
+#: this boot ends by the monotonic clock, which wall-clock steps do not move; one taken
+#: on an earlier boot has ended (its owner died with the host); without a boot id on
+#: either side (not Linux), or where the row holds something else, by the wall clock.
 EXPIRED = (
-    "SELECT id, attempt, crashes, worker_id FROM offload_jobs"
-    " WHERE state = 'running' AND leased_until < ?"
+    "SELECT id, attempt, crashes, worker_id, cancel_requested FROM offload_jobs"
+    " WHERE state = 'running' AND CASE"
+    " WHEN :boot IS NULL OR typeof(lease_boot) <> 'text'"
+    " OR typeof(lease_mono) NOT IN ('real', 'integer') THEN leased_until < :now"
+    " WHEN lease_boot = :boot THEN lease_mono < :mono"
+    " ELSE 1 END"
 )
+#: Bound by name: state, error, now, id, attempt. Back in the queue, the job shows no
+#: progress until its next attempt reports some.
 RESCUE = (
-    "UPDATE offload_jobs SET state = ?, crashes = crashes + 1, error = ?,"
-    " leased_until = NULL, worker_id = NULL, run_at = min(run_at, ?),"
-    " finished_at = CASE WHEN ? = 'quarantined' THEN ? END"
-    " WHERE id = ? AND attempt = ? AND state = 'running'"
+    "UPDATE offload_jobs SET state = :state, crashes = crashes + 1, error = :error,"
+    " leased_until = NULL, worker_id = NULL, run_at = min(run_at, :now),"
+    " finished_at = CASE WHEN :state = 'queued' THEN NULL ELSE :now END,"
+    " progress_current = CASE WHEN :state = 'queued' THEN 0 ELSE progress_current END,"
+    " progress_total = CASE WHEN :state = 'queued' THEN NULL ELSE progress_total END,"
+    " progress_message = CASE WHEN :state = 'queued' THEN NULL ELSE progress_message END"
+    " WHERE id = :id AND attempt = :attempt AND state = 'running'"
 )
 
 # -- events ------------------------------------------------------------------------------------
@@ -99,15 +121,24 @@ ADD_MESSAGE = (
 )
 RUNNING_SAVED = "SELECT saved FROM offload_jobs WHERE id = ? AND attempt = ? AND state = 'running'"
 SET_SAVED = "UPDATE offload_jobs SET saved = ? WHERE id = ?"
-#: Run again (bound: delay, now + delay, now, errors, crashes, error, id, attempt). Run
-#: again at once (a crash, a requeue at shutdown) keeps the job's place in line: it is not
-#: sent behind every job that became due while it ran.
+#: Run again (bound by name: delay, now, errors, crashes, error, id, attempt); returns
+#: the state the job is in now. Run again at once (a crash, a requeue at shutdown) keeps
+#: the job's place in line: it is not sent behind every job that became due while it ran.
+#: Back in the queue the job shows no progress until its next attempt reports some. A job
+#: whose cancel was requested is not queued again: it ends ``cancelled`` (see rules.py).
 REQUEUE = (
-    "UPDATE offload_jobs SET state = 'queued',"
-    " run_at = CASE WHEN ? > 0 THEN ? ELSE min(run_at, ?) END,"
-    " errors = errors + ?, crashes = crashes + ?, error = coalesce(?, error),"
-    " leased_until = NULL, worker_id = NULL"
-    " WHERE id = ? AND attempt = ? AND state = 'running'"
+    "UPDATE offload_jobs SET"
+    " state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,"
+    " run_at = CASE WHEN cancel_requested THEN run_at"
+    " WHEN :delay > 0 THEN :now + :delay ELSE min(run_at, :now) END,"
+    " finished_at = CASE WHEN cancel_requested THEN :now ELSE finished_at END,"
+    " worker_id = CASE WHEN cancel_requested THEN worker_id END,"
+    " progress_current = CASE WHEN cancel_requested THEN progress_current ELSE 0 END,"
+    " progress_total = CASE WHEN cancel_requested THEN progress_total END,"
+    " progress_message = CASE WHEN cancel_requested THEN progress_message END,"
+    " errors = errors + :errors, crashes = crashes + :crashes,"
+    " error = coalesce(:error, error), leased_until = NULL"
+    " WHERE id = :id AND attempt = :attempt AND state = 'running' RETURNING state"
 )
 #: End for good (bound: state, result, error, now, errors, crashes, id, attempt).
 FINISH = (
@@ -134,8 +165,16 @@ JOB_MESSAGES = (
     "SELECT at, attempt, text FROM (SELECT seq, at, attempt, text FROM offload_messages"
     " WHERE job_id = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq"
 )
-#: Jobs by queue and state as a reader sees it (bound: now).
-COUNTS = f"SELECT queue, {rules.state_sql('?')} AS s, count(*) FROM offload_jobs GROUP BY queue, s"
+#: Jobs by queue and stored state, then the scheduled ones by queue (bound: now), which
+#: job_counts moves out of queued (those come from the claim index alone). No index
+#: serves the first part: one on (queue, state) would cost every state change a write.
+COUNTS = (
+    "SELECT queue, state, count(*) FROM offload_jobs GROUP BY queue, state"
+    " UNION ALL SELECT queue, 'scheduled', count(*) FROM offload_jobs"
+    f" WHERE {rules.scheduled_sql('?')} GROUP BY queue"
+)
+#: The run_at of a queue's oldest waiting job (bound: queue), from the claim index.
+OLDEST_QUEUED = "SELECT min(run_at) FROM offload_jobs WHERE state = 'queued' AND queue = ?"
 
 
 def queues_of(ids: int) -> str:
@@ -151,6 +190,7 @@ REQUEST_CANCEL = "UPDATE offload_jobs SET cancel_requested = 1 WHERE id = ?"
 RETRY = (
     "UPDATE offload_jobs SET state = 'queued', run_at = ?, errors = 0,"
     " crashes = 0, error = NULL, result = NULL, finished_at = NULL,"
+    " progress_current = 0, progress_total = NULL, progress_message = NULL,"
     f" cancel_requested = 0 WHERE id = ? AND state IN {FINISHED_STATES_SQL} RETURNING attempt"
 )
 DELETE_JOB = "DELETE FROM offload_jobs WHERE id = ? AND state != 'running' RETURNING id"
@@ -175,17 +215,26 @@ def delete_messages_of(ids: int) -> str:
 
 
 # -- processes ---------------------------------------------------------------------------------
+#: Bound: the process columns, then the writer's boot id and monotonic clock.
 HEARTBEAT = (
-    f"INSERT INTO offload_processes ({rules.PROCESS_COLUMNS})"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO offload_processes ({rules.PROCESS_COLUMNS}, boot_id, beat_mono)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,"
     " served = excluded.served, failed = excluded.failed,"
     " current_job = excluded.current_job, rss = excluded.rss,"
     " peak_rss = max(offload_processes.peak_rss, excluded.peak_rss),"
-    " info = excluded.info, stopped_at = NULL"
+    " info = excluded.info, stopped_at = NULL, boot_id = excluded.boot_id,"
+    " beat_mono = excluded.beat_mono"
 )
 STOP_PROCESS = "UPDATE offload_processes SET stopped_at = ?, current_job = NULL WHERE id = ?"
-LIST_PROCESSES = f"SELECT {rules.PROCESS_COLUMNS} FROM offload_processes ORDER BY started_at, id"
+#: The process columns, then each row's boot id, monotonic heartbeat and task names.
+LIST_PROCESSES = (
+    f"SELECT {rules.PROCESS_COLUMNS}, boot_id, beat_mono, tasks FROM offload_processes"
+    " ORDER BY started_at, id"
+)
+PUBLISH_TASKS = "UPDATE offload_processes SET tasks = ? WHERE id = ?"
+#: Queued and scheduled jobs by task.
+WAITING_BY_TASK = "SELECT task, count(*) FROM offload_jobs WHERE state = 'queued' GROUP BY task"
 PRUNE_PROCESSES = "DELETE FROM offload_processes WHERE coalesce(stopped_at, heartbeat_at) < ?"
 
 # -- locks -------------------------------------------------------------------------------------
@@ -200,3 +249,49 @@ RELEASE_LOCK = "DELETE FROM offload_locks WHERE name = ? AND owner = ?"
 
 # -- checks ------------------------------------------------------------------------------------
 INTEGRITY_CHECK = "PRAGMA integrity_check"
+
+# -- retention: pruning finished jobs by policy --------------------------------------------------
+#: The seconds a finished job's own ``retention`` option keeps it in its state (9e999: for
+#: ever), or NULL when it stores none that can be read (the settings' retention applies).
+#: Exactly the expression of migration 0003's index, which only this text can use.
+RETENTION_KEEP = (
+    "(CASE WHEN typeof(options) = 'text' AND instr(options, '\"retention\"') > 0"
+    " AND json_valid(options) THEN CASE"
+    " WHEN json_type(options, '$.retention.' || state) IN ('integer', 'real')"
+    " AND json_extract(options, '$.retention.' || state) BETWEEN 0 AND 3162240000"
+    " THEN json_extract(options, '$.retention.' || state)"
+    " WHEN json_type(options, '$.retention.' || state) = 'null' THEN 9e999 END END)"
+)
+#: The index's own condition, repeated so the planner may use it with a bound state.
+_PRUNABLE = f"state IN {FINISHED_STATES_SQL} AND state = ?"
+#: The next retention stored on jobs of a state (bound: state, the previous one).
+RETENTION_NEXT = (
+    f"SELECT {RETENTION_KEEP} FROM offload_jobs WHERE {_PRUNABLE} AND {RETENTION_KEEP} > ?"
+    f" ORDER BY {RETENTION_KEEP} LIMIT 1"
+)
+
+
+def _bucket(stored: bool) -> str:
+    """Jobs of one state and stored retention finished before a cutoff (bound: state,
+    [the stored retention,] cutoff)."""
+    keep = f"{RETENTION_KEEP} = ?" if stored else f"{RETENTION_KEEP} IS NULL"
+    return f"{_PRUNABLE} AND {keep} AND finished_at < ?"
+
+
+def prune_bucket(stored: bool) -> str:
+    """Delete the oldest of a bucket (bound as :func:`_bucket`, then the limit)."""
+    return (
+        f"DELETE FROM offload_jobs WHERE id IN (SELECT id FROM offload_jobs"
+        f" WHERE {_bucket(stored)} ORDER BY finished_at LIMIT ?) RETURNING id"
+    )
+
+
+def count_bucket(stored: bool) -> str:
+    """The jobs of a bucket, and their events and messages (bound as :func:`_bucket`,
+    three times)."""
+    ids = f"SELECT id FROM offload_jobs WHERE {_bucket(stored)}"
+    return (
+        f"SELECT (SELECT count(*) FROM offload_jobs WHERE {_bucket(stored)}),"
+        f" (SELECT count(*) FROM offload_events WHERE job_id IN ({ids})),"
+        f" (SELECT count(*) FROM offload_messages WHERE job_id IN ({ids}))"
+    )

@@ -4,14 +4,13 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from offload.store import rules
 from offload.store.base import Store
+from offload.store.sqlite import clock
 from offload.store.sqlite import queries as Q
 from offload.store.sqlite.connection import Database
 from offload.store.sqlite.jobs import add_event
@@ -62,10 +61,12 @@ class RunsMixin(Store):
             return RenewResult()
 
         def renew(c: sqlite3.Connection) -> RenewResult:
-            now = time.time()
+            now, boot, mono = clock.wall(), clock.boot_id(), clock.mono()
             lost, cancel = [], []
             for job_id, attempt in runs:
-                row = c.execute(Q.RENEW, (now + lease, job_id, attempt, worker_id)).fetchone()
+                row = c.execute(
+                    Q.RENEW, (now + lease, boot, mono + lease, job_id, attempt, worker_id)
+                ).fetchone()
                 if row is None:
                     lost.append(job_id)
                 elif row[0]:
@@ -76,15 +77,21 @@ class RunsMixin(Store):
 
     def lease_rescue_expired(self, *, crash_limit: int) -> list[Rescued]:
         def rescue(c: sqlite3.Connection) -> list[Rescued]:
-            now = time.time()
-            rows = c.execute(Q.EXPIRED, (now,)).fetchall()
+            now = clock.wall()
+            expired = {"boot": clock.boot_id(), "mono": clock.mono(), "now": now}
+            rows = c.execute(Q.EXPIRED, expired).fetchall()
             out = []
-            for job_id, attempt, crashes, worker in rows:
-                state = rules.rescue_state(crashes, crash_limit)
+            for job_id, attempt, crashes, worker, cancel in rows:
+                state = rules.rescue_state(crashes, crash_limit, bool(cancel))
                 reason = rules.rescue_reason(worker)
                 error = rules.rescue_error(reason)
-                c.execute(Q.RESCUE, (state.value, error, now, state.value, now, job_id, attempt))
-                add_event(c, job_id, now, attempt, rules.rescue_kind(state), worker, reason)
+                c.execute(
+                    Q.RESCUE,
+                    {"state": state.value, "error": error, "now": now, "id": job_id,
+                     "attempt": attempt},
+                )  # fmt: skip
+                message = rules.rescue_message(state, reason)
+                add_event(c, job_id, now, attempt, rules.rescue_kind(state), worker, message)
                 out.append(Rescued(job_id, attempt, state))
             return out
 
@@ -133,14 +140,14 @@ def _claim_due(
     """Claim due jobs inside the caller's write transaction."""
     if limit <= 0 or not queues or not tasks:
         return []
-    now = time.time()
+    now = clock.wall()
     bound: list[Any] = []
     for queue in queues:
         bound.extend([queue, now, *tasks, limit])
     if len(queues) > 1:
         bound.append(limit)
     rows = c.execute(
-        Q.claim_due(len(queues), len(tasks)), [worker_id, now + lease, now, *bound]
+        Q.claim_due(len(queues), len(tasks)), [*_claim_set(worker_id, now, lease), *bound]
     ).fetchall()
     c.executemany(Q.INSERT_STARTED, [(r[0], now, r[5], worker_id) for r in rows])
     # RETURNING comes in no particular order: hand jobs out in claim order.
@@ -157,13 +164,19 @@ def _claim_ids(
     ids: list[str],
 ) -> list[ClaimedJob]:
     """Claim those of ``ids`` that are due, inside the caller's write transaction."""
-    now = time.time()
+    now = clock.wall()
     rows = c.execute(
         Q.claim_ids(len(ids), len(queues), len(tasks)),
-        [worker_id, now + lease, now, *ids, now, *queues, *tasks],
+        [*_claim_set(worker_id, now, lease), *ids, now, *queues, *tasks],
     ).fetchall()
     c.executemany(Q.INSERT_STARTED, [(r[0], now, r[5], worker_id) for r in rows])
     return [ClaimedJob(*r) for r in rows]
+
+
+def _claim_set(worker_id: str, now: float, lease: float) -> list[Any]:
+    """The values a claim sets (see ``queries._CLAIM_SET``): the lease ends ``lease``
+    seconds from now on the wall clock and on this boot's monotonic clock."""
+    return [worker_id, now + lease, now, clock.boot_id(), clock.mono() + lease]
 
 
 def _record(
@@ -174,7 +187,7 @@ def _record(
     saves: Sequence[SaveValue],
 ) -> list[bool]:
     """The writes of :meth:`Store.job_write`, inside the caller's write transaction."""
-    now = time.time()
+    now = clock.wall()
     if progress:
         c.executemany(
             Q.SET_PROGRESS,
@@ -187,10 +200,9 @@ def _record(
         )
     for s in saves:
         row = c.execute(Q.RUNNING_SAVED, (s.job_id, s.attempt)).fetchone()
-        if row is not None:
-            saved = json.loads(row[0])
-            saved[s.key] = json.loads(s.value)
-            c.execute(Q.SET_SAVED, (json.dumps(saved, separators=(",", ":")), s.job_id))
+        text = rules.merged_saved(row[0], s.key, s.value) if row is not None else None
+        if text is not None:
+            c.execute(Q.SET_SAVED, (text, s.job_id))
     return [_finish(c, o, now) for o in outcomes]
 
 
@@ -198,18 +210,31 @@ def _finish(c: sqlite3.Connection, o: Outcome, now: float) -> bool:
     """One outcome: the fenced transition and its event (``refused`` if stale)."""
     errors, crashes = rules.outcome_errors(o), rules.outcome_crashes(o)
     if o.state is JobState.QUEUED:
-        cur = c.execute(
+        row = c.execute(
             Q.REQUEUE,
-            (o.delay, now + o.delay, now, errors, crashes, o.error, o.job_id, o.attempt),
-        )
-    else:
-        cur = c.execute(
-            Q.FINISH,
-            (o.state.value, o.result, o.error, now, errors, crashes, o.job_id, o.attempt),
-        )
+            {"delay": o.delay, "now": now, "errors": errors, "crashes": crashes,
+             "error": o.error, "id": o.job_id, "attempt": o.attempt},
+        ).fetchone()  # fmt: skip
+        if row is None:
+            return _refused(c, o, now)
+        if row[0] == JobState.CANCELLED.value:  # its cancel was requested: not requeued
+            kind, message = rules.CANCELLED, rules.outcome_not_retried(o)
+        else:
+            kind, message = rules.outcome_kind(o), o.reason
+        add_event(c, o.job_id, now, o.attempt, kind, o.worker_id, message)
+        return True
+    cur = c.execute(
+        Q.FINISH,
+        (o.state.value, o.result, o.error, now, errors, crashes, o.job_id, o.attempt),
+    )
     if cur.rowcount == 1:
         add_event(c, o.job_id, now, o.attempt, rules.outcome_kind(o), o.worker_id, o.reason)
         return True
+    return _refused(c, o, now)
+
+
+def _refused(c: sqlite3.Connection, o: Outcome, now: float) -> bool:
+    """A stale outcome: a ``refused`` event for a job that exists; False."""
     if c.execute(Q.JOB_EXISTS, (o.job_id,)).fetchone() is not None:
         add_event(c, o.job_id, now, o.attempt, rules.REFUSED, o.worker_id, rules.refusal(o))
     return False

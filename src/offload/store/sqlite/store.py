@@ -4,27 +4,29 @@ processes and locks, each a mixin of its own module) and its lifecycle."""
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 
 from offload.settings import Settings
 from offload.store.base import Waiter
 from offload.store.migrate import check_version
+from offload.store.sqlite import clock
 from offload.store.sqlite import queries as Q
 from offload.store.sqlite.connection import BACKEND, Database, database_path
 from offload.store.sqlite.jobs import JobsMixin
 from offload.store.sqlite.processes import ProcessesMixin
+from offload.store.sqlite.prune import PruneMixin
 from offload.store.sqlite.runs import RunsMixin
 from offload.store.sqlite.wake import SocketWaiter, WakeSender, wake_dir
 
 
-class SQLiteStore(JobsMixin, RunsMixin, ProcessesMixin):
+class SQLiteStore(JobsMixin, RunsMixin, ProcessesMixin, PruneMixin):
     """The embedded default store. See the package docstring."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.url = settings.url
         self.path = os.path.abspath(database_path(settings.url))
+        self.location = f"sqlite:///{self.path}"
         self.db = Database(settings, self.path)
         self._waker = WakeSender(wake_dir(self.path))
 
@@ -40,7 +42,7 @@ class SQLiteStore(JobsMixin, RunsMixin, ProcessesMixin):
         self._waker.close()
 
     def now(self) -> float:
-        return time.time()
+        return clock.wall()
 
     # -- wake-ups ------------------------------------------------------------------------
     def waiter(self, queues: Sequence[str]) -> Waiter:

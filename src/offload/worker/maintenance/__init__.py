@@ -2,8 +2,11 @@
 
 In order: renew the leases of the jobs it holds (:mod:`.leases`), write its process-table
 rows (:mod:`.rows`), renew a drain's lock (:mod:`.lock`), rescue jobs whose lease expired
-in any worker (:mod:`.rescue`). The first failure ends the round: with the store down,
-each further call would block for its own timeout while children wait to be served.
+in any worker (:mod:`.rescue`), publish its task names and name the tasks with waiting
+jobs that no live worker registers (:mod:`.unknown_tasks`), and prune finished jobs past
+their retention, on its own interval (:mod:`.prune`). The first failure ends the
+round: with the store down, each further call would block for its own timeout while
+children wait to be served.
 """
 
 from __future__ import annotations

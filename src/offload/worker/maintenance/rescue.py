@@ -1,11 +1,14 @@
 """Lease rescue: requeue the jobs of any worker whose lease expired (a dead or frozen
-worker), counted as a crash of that run."""
+worker), counted as a crash of that run; a job whose cancel was requested ends cancelled
+instead. On SQLite a lease expires by the host's monotonic clock, so a step of the wall
+clock neither rescues a healthy worker's jobs nor delays the rescue of a dead one's."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from offload import logs
+from offload.types import JobState
 from offload.worker.component import Shared
 from offload.worker.maintenance import Duty
 
@@ -28,5 +31,6 @@ class LeaseRescue(Duty):
                 "job.rescued", "warning", job=item.job_id, attempt=item.attempt,
                 state=item.state.value, reason="lease expired",
             )  # fmt: skip
-            self._on_rescued()  # rescued jobs are due now
+            if item.state is JobState.QUEUED:
+                self._on_rescued()  # rescued jobs are due now
         return rescued is not None
