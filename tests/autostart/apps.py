@@ -12,27 +12,13 @@ can, and prints their ids.
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 import time
 
-from offload import Offload, current_job
+from offload import Offload
+from tests.fixtures.ledger import ledger
 
 app = Offload()
-
-
-def ledger(phase: str) -> None:
-    """Append one row for the running job."""
-    ctx = current_job()
-    assert ctx is not None
-    conn = sqlite3.connect(os.environ["OFFLOAD_TEST_LEDGER"], timeout=30, isolation_level=None)
-    try:
-        conn.execute("CREATE TABLE IF NOT EXISTS runs (job TEXT, attempt INT, pid INT, phase TEXT)")
-        conn.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?)", (ctx.id, ctx.attempt, os.getpid(), phase)
-        )
-    finally:
-        conn.close()
 
 
 @app.task(name="record")

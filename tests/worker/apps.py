@@ -16,23 +16,10 @@ import subprocess
 import time
 
 from offload import Cancel, JobContext, Offload, current_job
+from tests.fixtures.ledger import ledger
 
 app = Offload()
 small_app = Offload()
-
-
-def ledger(phase: str) -> None:
-    """Append one row for the running job."""
-    ctx = current_job()
-    assert ctx is not None
-    conn = sqlite3.connect(os.environ["OFFLOAD_TEST_LEDGER"], timeout=30, isolation_level=None)
-    try:
-        conn.execute("CREATE TABLE IF NOT EXISTS runs (job TEXT, attempt INT, pid INT, phase TEXT)")
-        conn.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?)", (ctx.id, ctx.attempt, os.getpid(), phase)
-        )
-    finally:
-        conn.close()
 
 
 def _gate(path: str) -> None:
