@@ -23,7 +23,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from offload.errors import ConfigError
 from offload.types import JobState
@@ -311,3 +311,19 @@ def prune_groups(
                 stored.append(previous)
         groups.extend((state, s, keep) for s, keep in policy.buckets(state, stored))
     return groups
+
+
+def prune_count(
+    groups: list[Group], count: Callable[[JobState, float | None, float], tuple[Any, Any, Any]]
+) -> PruneResult:
+    """What a prune of ``groups`` would delete, both stores alike: ``count(state, stored,
+    keep)`` gives one group's jobs, events and messages (one query)."""
+    jobs: dict[JobState, int] = {}
+    events = messages = 0
+    for state, stored, keep in groups:
+        n, e, m = count(state, stored, keep)
+        if n:
+            jobs[state] = jobs.get(state, 0) + int(n)
+        events += int(e)
+        messages += int(m)
+    return PruneResult(jobs, events, messages)

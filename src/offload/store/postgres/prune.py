@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from offload.retention import Group, PruneResult, RetentionPolicy, prune_groups
+from offload.retention import Group, PruneResult, RetentionPolicy, prune_count, prune_groups
 from offload.store.postgres import queries as Q
 from offload.store.postgres.core import PostgresCore
 from offload.store.postgres.pool import Conn
@@ -51,18 +51,14 @@ class PruneMixin(PostgresCore):
         return self._run(prune)
 
     def job_prune_count(self, policy: RetentionPolicy) -> PruneResult:
-        jobs: dict[JobState, int] = {}
-        events = messages = 0
-        for state, stored, keep in self._groups(policy):
+        def count(state: JobState, stored: float | None, keep: float) -> tuple[Any, Any, Any]:
             params: dict[str, Any] = {"keep": keep}
             if stored is not None:
                 params["stored"] = stored
             ((n, e, m),) = self._read(Q.count_bucket(state.value, stored is not None), params)
-            if n:
-                jobs[state] = jobs.get(state, 0) + int(n)
-            events += int(e)
-            messages += int(m)
-        return PruneResult(jobs, events, messages)
+            return n, e, m
+
+        return prune_count(self._groups(policy), count)
 
     def _groups(self, policy: RetentionPolicy) -> list[Group]:
         return prune_groups(policy, self._next_stored)

@@ -10,8 +10,9 @@ deletes the oldest due jobs of each group in turn, up to its limit.
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
-from offload.retention import Group, PruneResult, RetentionPolicy, prune_groups
+from offload.retention import Group, PruneResult, RetentionPolicy, prune_count, prune_groups
 from offload.store.base import Store
 from offload.store.sqlite import queries as Q
 from offload.store.sqlite.connection import Database
@@ -59,16 +60,13 @@ class PruneMixin(Store):
 
     def job_prune_count(self, policy: RetentionPolicy) -> PruneResult:
         now = self.now()
-        jobs: dict[JobState, int] = {}
-        events = messages = 0
-        for state, stored, keep in self._groups(policy):
+
+        def count(state: JobState, stored: float | None, keep: float) -> tuple[Any, Any, Any]:
             params = [state.value, *([stored] if stored is not None else []), now - keep]
             ((n, e, m),) = self.db.read(Q.count_bucket(stored is not None), params * 3)
-            if n:
-                jobs[state] = jobs.get(state, 0) + int(n)
-            events += int(e)
-            messages += int(m)
-        return PruneResult(jobs, events, messages)
+            return n, e, m
+
+        return prune_count(self._groups(policy), count)
 
     def _groups(self, policy: RetentionPolicy) -> list[Group]:
         return prune_groups(policy, self._next_stored)
