@@ -21,3 +21,16 @@ def test_demo_runs_every_job_and_prints_the_process_table(tmp_path):
     assert "205 jobs succeeded, 0 failed" in out.stdout
     assert "supervisor" in out.stdout and "child" in out.stdout
     assert "sent 'Your import is running' to user0@example.com" in out.stdout
+
+
+def test_feed_refresh_example_keeps_its_promises(tmp_path):
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    env.pop("OFFLOAD_URL", None)
+    out = subprocess.run(
+        [sys.executable, "examples/feed_refresh.py"], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "30 visitors asked for a refresh of 'news': 1 job stored" in out.stdout
+    assert "at most 2 at once (limit 2)" in out.stdout
+    assert "reindexes run: 1, with version [5]" in out.stdout

@@ -181,7 +181,7 @@ class NotStoredJob(Job[R]):
     def refresh(self) -> NotStoredJob[R]:
         raise self._not_found()
 
-    def cancel(self) -> JobState:
+    def cancel(self, *, by: str | None = None) -> JobState:
         raise self._not_found()
 
     def _not_found(self) -> JobNotFound:

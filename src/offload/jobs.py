@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import getpass
+import os
+import socket
 import time
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from offload.errors import JobCancelled, JobFailed, JobNotFinished, JobNotFound, WaitTimeout
 from offload.serialization import loads
-from offload.store.rules import derived_state
+from offload.store.rules import derived_state, run_at_of
 from offload.types import ErrorInfo, JobEvent, JobMessage, JobRow, JobState, NewJob, Progress
 
 if TYPE_CHECKING:
@@ -58,9 +61,11 @@ class Job(Generic[R]):
 
     @property
     def deduplicated(self) -> bool:
-        """True when the enqueue that returned this handle stored nothing: a waiting or
-        running job had the same ``unique_key``, and this is that job (its arguments may
-        differ from the ones just passed)."""
+        """True when the enqueue that returned this handle stored nothing: the task's
+        ``unique_key`` was held (by a waiting or running job, or within its
+        ``unique_for`` window) and this is the job that holds it (its arguments may differ
+        from the ones just passed), or a waiting job took this call's arguments
+        (``debounce``)."""
         return self._deduplicated
 
     @property
@@ -220,10 +225,13 @@ class Job(Generic[R]):
 
         return sign(self.id, self.app.settings.secret, expires_in)
 
-    def cancel(self) -> JobState:
+    def cancel(self, *, by: str | None = None) -> JobState:
         """Cancel the job: a waiting job is cancelled at once; a running one is asked to
-        stop (``ctx.cancel_requested``). Returns the state afterwards."""
-        states = self.app.store.job_cancel([self.id])
+        stop (``ctx.cancel_requested``), and its worker stops it after ``cancel_grace``
+        seconds if it has not stopped by then. Either way it ends ``cancelled`` and is
+        not retried. ``by`` (default: this user, host and process) is recorded in the
+        job's history. Returns the state afterwards."""
+        states = self.app.store.job_cancel([self.id], by=by or caller())
         if self.id not in states:
             raise JobNotFound(f"no job with id {self.id!r}")
         self.refresh()
@@ -239,16 +247,27 @@ class Job(Generic[R]):
         return hash(self.id)
 
 
+def caller() -> str:
+    """Who this process is, for the history of what it does to jobs: ``user@host (pid N)``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()} (pid {os.getpid()})"
+
+
 def snapshot(new: NewJob, now: float) -> JobRow:
     """The record a just-inserted job has, built without reading it back."""
-    run_at = new.run_at if new.run_at is not None else now + new.delay
+    run_at = run_at_of(new, now)
     return JobRow(
         id=new.id, task=new.task, queue=new.queue, priority=new.priority,
         state=derived_state(JobState.QUEUED, run_at, now), args=new.args, kwargs=new.kwargs,
         attempt=0, max_attempts=new.max_attempts, errors=0, crashes=0, created_at=now,
         run_at=run_at, started_at=None, finished_at=None, leased_until=None, worker_id=None,
-        timeout=new.timeout, options=new.options, unique_key=new.unique_key,
-        progress=Progress(), result=None, error=None, saved="{}", cancel_requested=False,
+        timeout=new.timeout, options=new.options,
+        unique_key=None if new.debounce is not None else new.unique_key, progress=Progress(),
+        result=None, error=None, saved="{}", cancel_requested=False, limit_key=new.limit_key,
+        limit_max=new.limit_max,
     )  # fmt: skip
 
 

@@ -76,6 +76,10 @@ class Settings:
     shutdown_grace: float = 30.0
     #: Seconds between SIGTERM and SIGKILL when a job overruns its timeout.
     kill_grace: float = 5.0
+    #: Worker: seconds a running job has to stop by itself once its cancel was asked
+    #: (``job.cancel()``); then its child is stopped (SIGTERM, SIGKILL after
+    #: ``kill_grace``) and the job ends ``cancelled``. 0 stops it at once.
+    cancel_grace: float = 10.0
     #: Worker: most jobs one child is handed at once. Batches are formed only while every
     #: queue the worker serves has recently finished its jobs in well under a millisecond
     #: (1 turns batching off).
@@ -150,6 +154,7 @@ class Settings:
         ):
             _positive(name, getattr(self, name))
         _non_negative("shutdown_grace", self.shutdown_grace)
+        _non_negative("cancel_grace", self.cancel_grace)
         _non_negative("statement_timeout", self.statement_timeout)
         _non_negative("after_response_grace", self.after_response_grace)
         _non_negative_int("after_response_threads", self.after_response_threads)
@@ -334,6 +339,7 @@ ENV_PARSERS: dict[str, Callable[[str, str], Any]] = {
     "child_memory_limit": _optional_integer,
     "shutdown_grace": _number,
     "kill_grace": _number,
+    "cancel_grace": _number,
     "batch_max": _integer,
     "batch_wait": _number,
     "crash_limit": _integer,

@@ -18,7 +18,7 @@ from offload.reporters import NullReporter
 from offload.retention import task_retention
 from offload.serialization import dumps
 from offload.settings import check_identifier
-from offload.types import NewJob
+from offload.types import JobState, NewJob
 
 if TYPE_CHECKING:
     from offload.app import Offload
@@ -41,6 +41,11 @@ class TaskOptionArgs(TypedDict, total=False):
     memory_limit: int | None
     retention: float | dt.timedelta | Mapping[str, float | dt.timedelta | None] | str | None
     public_result: bool
+    unique_key: str | Callable[..., str] | None
+    unique_for: float | dt.timedelta | None
+    unique_states: Sequence[str] | None
+    debounce: float | dt.timedelta | None
+    limit: tuple[str | Callable[..., str], int] | None
 
 
 class UsingArgs(TaskOptionArgs, total=False):
@@ -48,7 +53,6 @@ class UsingArgs(TaskOptionArgs, total=False):
 
     delay: float | dt.timedelta
     run_at: dt.datetime | float
-    unique_key: str | None
     connection: Any
 
 
@@ -70,6 +74,20 @@ class TaskOptions:
     does not name, and every state when it is None, keep the settings' retention. It is
     stored with each job, so any worker honours it. Normalised to ``(state, seconds)``
     pairs.
+
+    ``unique_key`` (a string, or a function of the call's arguments that returns one)
+    keeps at most one unfinished job with that key: an enqueue while one is queued or
+    running returns that job (``job.deduplicated``). ``unique_for`` (seconds) keeps the
+    key for that long after a job took it, whatever became of the job ("one refresh per
+    hour"), or only while it is in one of ``unique_states`` (finished states, e.g.
+    ``("succeeded",)`` to try again after a failure). ``debounce`` (seconds) merges a
+    burst instead: an enqueue while a job with the key waits gives that job the new
+    arguments and pushes it back to run ``debounce`` seconds later; a job already
+    running does not hold the key.
+
+    ``limit=(key, n)``: at most ``n`` jobs with that key run at once, over every worker
+    on every machine (the key may be a function of the arguments, like ``unique_key``).
+    Jobs over the limit wait in the queue without taking a worker's place.
     """
 
     name: str
@@ -83,6 +101,14 @@ class TaskOptions:
     retention: Any = None
     #: Whether the end-user status endpoint (``GET /status/{token}``) shows the result.
     public_result: bool = False
+    unique_key: str | Callable[..., str] | None = None
+    #: Normalised to seconds.
+    unique_for: Any = None
+    #: Normalised to a tuple of JobState.
+    unique_states: Any = None
+    #: Normalised to seconds.
+    debounce: Any = None
+    limit: tuple[str | Callable[..., str], int] | None = None
     context: bool = False
 
     def __post_init__(self) -> None:
@@ -114,6 +140,61 @@ class TaskOptions:
             raise ConfigError(f"expected context to be a bool, got {self.context!r}")
         if not isinstance(self.public_result, bool):
             raise ConfigError(f"expected public_result to be a bool, got {self.public_result!r}")
+        self._check_keys()
+
+    def _check_keys(self) -> None:
+        """Validate and normalise ``unique_key``, ``unique_for``, ``unique_states``,
+        ``debounce`` and ``limit``."""
+        key = self.unique_key
+        if key is not None and not callable(key):
+            _key_text("unique_key", key)
+        if self.unique_for is not None:
+            object.__setattr__(self, "unique_for", _seconds("unique_for", self.unique_for))
+        if self.debounce is not None:
+            object.__setattr__(self, "debounce", _seconds("debounce", self.debounce))
+        if self.unique_for is not None and self.debounce is not None:
+            raise ConfigError(
+                "unique_for and debounce cannot both apply to a job: a window keeps the key "
+                "after the job ran, a debounce merges enqueues while the job waits"
+            )
+        if self.unique_states is not None:
+            if self.unique_for is None:
+                raise ConfigError("unique_states applies to a window: set unique_for too")
+            states = self.unique_states
+            if isinstance(states, str) or not isinstance(states, Sequence) or not states:
+                raise ConfigError(
+                    f"expected unique_states to be a non-empty list of job states, got {states!r}"
+                )
+            try:
+                chosen = tuple(dict.fromkeys(JobState(s) for s in states))
+            except ValueError:
+                known = ", ".join(s.value for s in JobState)
+                raise ConfigError(
+                    f"unique_states: expected job states ({known}), got {list(states)!r}"
+                ) from None
+            object.__setattr__(self, "unique_states", chosen)
+        if self.limit is not None:
+            limit = self.limit
+            if not isinstance(limit, tuple | list) or len(limit) != 2:
+                raise ConfigError(
+                    f"expected limit to be a (key, most at once) pair such as "
+                    f'("api:stripe", 2), got {limit!r}'
+                )
+            limit_key, most = limit
+            if not callable(limit_key):
+                _key_text("limit key", limit_key)
+            _int_option("limit's most at once", most, minimum=1, maximum=1_000_000)
+            object.__setattr__(self, "limit", (limit_key, most))
+
+    @functools.cached_property
+    def keyed(self) -> bool:
+        """Whether jobs of these options carry a key or a limit (enqueue's slow path)."""
+        return not (
+            self.unique_key is None
+            and self.limit is None
+            and self.unique_for is None
+            and self.debounce is None
+        )
 
     def replace(self, **changes: Any) -> TaskOptions:
         """A copy with some options changed (validated again)."""
@@ -144,7 +225,6 @@ class CallOptions:
 
     delay: float = 0.0
     run_at: float | None = None
-    unique_key: str | None = None
     connection: Any = None
 
 
@@ -196,11 +276,6 @@ class Task(Generic[P, R]):
             call_changes["delay"] = _seconds("delay", changes["delay"])
         if "run_at" in changes:
             call_changes["run_at"] = _timestamp(changes["run_at"])
-        if "unique_key" in changes:
-            unique_key = changes["unique_key"]
-            if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
-                raise ConfigError(f"expected unique_key to be a non-empty str, got {unique_key!r}")
-            call_changes["unique_key"] = unique_key
         if "connection" in changes:
             call_changes["connection"] = changes["connection"]
         options = self.options.replace(**task_changes)
@@ -300,7 +375,7 @@ class Task(Generic[P, R]):
                 raise PayloadTooLarge(f"{where}arguments", size, limit)
         o = self.options
         call = self.call
-        return NewJob(
+        job = NewJob(
             uuid7(),
             o.name,
             o.queue,
@@ -312,8 +387,10 @@ class Task(Generic[P, R]):
             o.retries + 1,
             o.timeout,
             o.encoded,
-            call.unique_key,
         )
+        if o.keyed:
+            job = _with_keys(job, o, args, kwargs, index)
+        return job
 
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.options.queue}>"
@@ -328,6 +405,58 @@ class AsyncTask(Task[P, R]):
     ) -> Coroutine[Any, Any, R]:
         coroutine: Coroutine[Any, Any, R] = self.fn(*_with_context(self, args), **kwargs)
         return coroutine
+
+
+def _with_keys(
+    job: NewJob, o: TaskOptions, args: list[Any], kwargs: dict[str, Any], index: int | None
+) -> NewJob:
+    """``job`` with its unique key, window or debounce and its limit, keys derived from
+    the call's arguments where the task gives a function."""
+    changes: dict[str, Any] = {}
+    if o.unique_key is not None:
+        changes["unique_key"] = _derived_key("unique_key", o.unique_key, o, args, kwargs, index)
+        changes["unique_for"] = o.unique_for
+        changes["unique_states"] = o.unique_states or ()
+        changes["debounce"] = o.debounce
+    elif o.unique_for is not None or o.debounce is not None:
+        option = "unique_for" if o.unique_for is not None else "debounce"
+        raise ConfigError(f"task {o.name!r}: {option} needs a unique_key to apply to")
+    if o.limit is not None:
+        key, most = o.limit
+        changes["limit_key"] = _derived_key("limit key", key, o, args, kwargs, index)
+        changes["limit_max"] = most
+    return dataclasses.replace(job, **changes)
+
+
+def _derived_key(
+    what: str,
+    key: str | Callable[..., str],
+    o: TaskOptions,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    index: int | None,
+) -> str:
+    """``key``, or what it returns for these arguments when it is a function."""
+    if not callable(key):
+        return key
+    where = f"items[{index}]: " if index is not None else ""
+    got = key(*args, **kwargs)
+    try:
+        return _key_text(what, got)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}task {o.name!r}: the {what} function: {exc}") from None
+
+
+#: Longest unique or limit key accepted, in characters.
+MAX_KEY = 500
+
+
+def _key_text(what: str, value: object) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_KEY:
+        raise ConfigError(
+            f"expected {what} to be a non-empty str of at most {MAX_KEY} characters, got {value!r}"
+        )
+    return value
 
 
 def _unregistered(*args: Any, **kwargs: Any) -> Any:  # pragma: no cover - never called

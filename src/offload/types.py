@@ -60,6 +60,19 @@ class NewJob:
     #: JSON object text: per-job options the worker needs (backoff, memory_limit, ...).
     options: str = "{}"
     unique_key: str | None = None
+    #: With ``unique_key``: a window in seconds. No second job with the key is stored while
+    #: the last one stored with it less than this long ago still exists in one of
+    #: ``unique_states`` (any state when empty). An unfinished job holds its key whatever
+    #: the window.
+    unique_for: float | None = None
+    unique_states: tuple[JobState, ...] = ()
+    #: With ``unique_key``: a waiting job of the same task holding the key (not started
+    #: yet) takes this job's arguments and is pushed back to run ``debounce`` seconds from
+    #: now, instead of a second job being stored. The key is not held while a job runs.
+    debounce: float | None = None
+    #: At most ``limit_max`` jobs with ``limit_key`` run at once, across every worker.
+    limit_key: str | None = None
+    limit_max: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +192,9 @@ class JobRow:
     error: str | None
     saved: str
     cancel_requested: bool
+    #: The concurrency limit the job runs under (``limit_max`` at once per key).
+    limit_key: str | None = None
+    limit_max: int = 0
 
 
 @dataclass(frozen=True, slots=True)

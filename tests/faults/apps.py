@@ -121,6 +121,33 @@ def later(n: int) -> int:
     return n
 
 
+def limited(batch: str, n: int, ms: int, slots: str) -> int:
+    """A job run under the limit ("api", 2): while it works, its pid is in a file of the
+    folder ``slots``; it counts the files of live processes there (itself included) and
+    writes ``over`` to the ledger if more than two limited jobs run at once."""
+    ledger("start")
+    mine = os.path.join(slots, f"{os.getpid()}")
+    with open(mine, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        deadline = time.monotonic() + ms / 1000
+        while time.monotonic() < deadline:
+            live = 0
+            for name in os.listdir(slots):
+                try:
+                    os.kill(int(name), 0)
+                    live += 1
+                except (ProcessLookupError, ValueError):
+                    pass
+            if live > 2:
+                ledger("over")
+            time.sleep(0.005)
+    finally:
+        os.unlink(mine)
+    ledger("done")
+    return n
+
+
 for _app in (app, small_app):
     _app.task(work, retries=2)
     _app.task(ignore_term, retries=0, timeout=1)
@@ -130,3 +157,4 @@ for _app in (app, small_app):
     _app.task(leak, retries=0)
     _app.task(hog, retries=0, memory_limit=64 * 1024 * 1024)
 app.task(later)
+app.task(limited, retries=5, limit=("api", 2))

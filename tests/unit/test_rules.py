@@ -166,3 +166,12 @@ def test_no_rows_gives_no_rows() -> None:
 
 def _fields(p: ProcessInfo) -> dict[str, object]:
     return {name: getattr(p, name) for name in ProcessInfo.__dataclass_fields__}
+
+
+def test_admit_limited_counts_those_it_admits_and_names_full_keys() -> None:
+    from offload.store.rules import admit_limited
+
+    picked = [("a", "k", 2), ("b", None, 0), ("c", "k", 2), ("d", "k", 2), ("e", "j", 1)]
+    assert admit_limited(picked, {"j": 1}) == (["a", "b", "c"], {"k", "j"})
+    # A limit written by hand as something else is the strictest one, never a crash.
+    assert admit_limited([("x", "k", "lots"), ("y", "k", None)], {}) == (["x"], {"k"})

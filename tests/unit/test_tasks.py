@@ -44,7 +44,7 @@ def test_using_changes_task_and_call_options(app: Offload) -> None:
     when = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     changed = send.using(queue="urgent", retries=0, run_at=when, unique_key="k")
     assert changed.options.queue == "urgent" and changed.options.retries == 0
-    assert changed.call.run_at == when.timestamp() and changed.call.unique_key == "k"
+    assert changed.call.run_at == when.timestamp() and changed.options.unique_key == "k"
     assert send.options.queue == "mail" and send.call.run_at is None  # the original is kept
     assert send.using(delay=dt.timedelta(minutes=2)).call.delay == 120.0
     assert send.using(backoff=[3]).options.backoff == (3.0,)

@@ -41,3 +41,20 @@ def progress_then_fail(ctx: JobContext) -> None:
     ctx.progress(4, total=10, message="page 4")
     ledger("start")
     raise RuntimeError("failed at 40 %")
+
+
+@app.task(context=True, retries=2, backoff=0.0)
+def ignore_cancel(ctx: JobContext) -> None:
+    """Never look at the cancel flag: only the worker can stop it."""
+    ledger("start")
+    while True:
+        time.sleep(0.05)
+
+
+@app.task(context=True, retries=2, backoff=0.0)
+def ignore_cancel_and_sigterm(ctx: JobContext) -> None:
+    """As ``ignore_cancel``, and shrug off SIGTERM too: only SIGKILL stops it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ledger("start")
+    while True:
+        time.sleep(0.05)

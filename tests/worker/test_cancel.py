@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,3 +102,41 @@ def test_a_job_waiting_for_its_retry_shows_no_progress(stores: Harness) -> None:
         None,
     )
     assert job.progress.percent is None
+
+
+@pytest.mark.parametrize("name", ["ignore_cancel", "ignore_cancel_and_sigterm"])
+def test_a_running_job_that_ignores_its_cancel_is_stopped_after_the_grace(
+    stores: Harness, name: str
+) -> None:
+    harness = stores
+    job = task(name).enqueue()
+    harness.start("worker", "--concurrency", "1", app=APP, cancel_grace=1.0, kill_grace=1.0)
+    wait_for(lambda: harness.runs_of(job.id, "start") == 1, timeout=20, what="the job running")
+    asked = time.monotonic()
+    assert job.cancel(by="ops") is JobState.RUNNING
+
+    record = job.wait(timeout=30).record
+    took = time.monotonic() - asked
+    assert record.state is JobState.CANCELLED and record.attempt == 1
+    assert took >= 1.0  # the grace is given
+    assert harness.runs_of(job.id, "start") == 1  # not retried
+    kinds = [(e.kind, e.message) for e in job.events()]
+    assert ("cancel_requested", "by ops") in kinds
+    assert kinds[-1][0] == "cancelled"
+    assert "did not stop within 1 s" in kinds[-1][1]
+    assert job.error is not None and job.error["type"] == "Cancelled"
+    # The worker goes on: the next job runs in a new child.
+    after = task("raise_after_cancel").enqueue()
+    wait_for(lambda: harness.runs_of(after.id, "start") == 1, timeout=20, what="the next job")
+
+
+def test_a_zero_cancel_grace_stops_the_job_at_once(stores: Harness) -> None:
+    harness = stores
+    job = task("ignore_cancel").enqueue()
+    harness.start("worker", "--concurrency", "1", app=APP, cancel_grace=0)
+    wait_for(lambda: harness.runs_of(job.id, "start") == 1, timeout=20, what="the job running")
+    job.cancel()
+    record = job.wait(timeout=30).record
+    assert record.state is JobState.CANCELLED and record.attempt == 1
+    (requested,) = [e for e in job.events() if e.kind == "cancel_requested"]
+    assert requested.message.startswith("by ") and "(pid " in requested.message

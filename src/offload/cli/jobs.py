@@ -27,7 +27,7 @@ from offload.cli.render import (
     timestamp,
 )
 from offload.errors import SerializationError
-from offload.jobs import Job
+from offload.jobs import Job, caller
 from offload.serialization import loads
 from offload.store.rules import GONE_AFTER_BEATS
 from offload.types import JobEvent, JobFilter, JobMessage, JobRow, JobState
@@ -223,6 +223,7 @@ def fields_table(r: JobRow, now: float) -> Table:
         ("worker", r.worker_id),
         ("timeout", r.timeout and f"{r.timeout:g} s"),
         ("unique key", r.unique_key),
+        ("limit", r.limit_key and f"{r.limit_max} at once under {r.limit_key}"),
         ("cancel", "requested" if r.cancel_requested and not r.state.finished else None),
     ]
     rows += [(name, cell(value)) for name, value in optional if value]
@@ -317,7 +318,7 @@ def retry(app: Offload, job_ids: tuple[str, ...]) -> None:
 def cancel(app: Offload, job_ids: tuple[str, ...]) -> None:
     """Cancel jobs: a waiting job is cancelled at once, a running job is asked to stop."""
     ids = unique(job_ids)
-    states = app.store.job_cancel(ids)
+    states = app.store.job_cancel(ids, by=f"offload jobs cancel, {caller()}")
     lines = []
     for job_id in ids:
         state = states.get(job_id)

@@ -175,9 +175,11 @@ class Store(abc.ABC):
         """The job's log lines, oldest first."""
 
     @abc.abstractmethod
-    def job_cancel(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+    def job_cancel(self, job_ids: Sequence[str], *, by: str | None = None) -> dict[str, JobState]:
         """Cancel: queued/scheduled jobs become ``cancelled``; running ones get
-        ``cancel_requested``. Returns the state each existing job is in afterwards."""
+        ``cancel_requested`` (their worker stops them after ``cancel_grace``). ``by`` says
+        who asked, in the event each job gets (``rules.cancel_message``). Returns the
+        state each existing job is in afterwards."""
 
     @abc.abstractmethod
     def job_retry(self, job_ids: Sequence[str]) -> list[str]:

@@ -23,6 +23,7 @@ from offload.types import (
     JobFilter,
     JobRow,
     JobState,
+    NewJob,
     Outcome,
     ProcessInfo,
     Progress,
@@ -41,7 +42,7 @@ JOB_COLUMNS = (
     "id, task, queue, state, priority, args, kwargs, attempt, max_attempts, errors, crashes,"
     " created_at, run_at, started_at, finished_at, leased_until, worker_id, timeout, options,"
     " unique_key, progress_current, progress_total, progress_message, result, error, saved,"
-    " cancel_requested"
+    " cancel_requested, limit_key, limit_max"
 )
 
 #: Stored columns of a ProcessInfo, in field order (``status`` is computed on read).
@@ -55,6 +56,66 @@ PROCESS_COLUMNS = (
 ACTIVE_STATES_SQL = "('queued', 'running')"
 #: The terminal states, as an SQL list.
 FINISHED_STATES_SQL = "(" + ", ".join(f"'{s}'" for s in TERMINAL_STATES) + ")"
+
+
+# -- new jobs: when they run, what holds a key ---------------------------------------------------
+
+
+def run_at_of(job: NewJob, now: float) -> float:
+    """When a new job is due: its ``run_at``, else ``now`` plus its delay; a debounced job
+    no earlier than its debounce from ``now`` (also when it is merged into a waiting one)."""
+    run_at = job.run_at if job.run_at is not None else now + job.delay
+    if job.debounce is not None:
+        run_at = max(run_at, now + job.debounce)
+    return run_at
+
+
+def holds_key(stored: object, unique_states: Sequence[JobState]) -> bool:
+    """Whether a job stored within its key's window still holds the key in ``stored``
+    state (as read from the store): an unfinished job always does, a finished one when
+    its state is among ``unique_states`` (every state when there are none). A state that
+    is none of offload's (a row written by hand) holds the key."""
+    try:
+        state = JobState(str(stored))
+    except ValueError:
+        return True
+    if state in (JobState.QUEUED, JobState.RUNNING):
+        return True
+    return not unique_states or state in unique_states
+
+
+# -- per-key concurrency limits ------------------------------------------------------------------
+
+
+def admit_limited(
+    picked: Iterable[Sequence[Any]], running: Mapping[str, int]
+) -> tuple[list[str], set[str]]:
+    """Which of the ``(id, limit_key, limit_max)`` picked for a claim (in claim order) may
+    run, given how many run under each key (``running``): every job without a key, and a
+    limited one while fewer than its own ``limit_max`` run under its key, counting those
+    admitted before it. Returns the admitted ids and the keys found full."""
+    counts = dict(running)
+    admitted: list[str] = []
+    full: set[str] = set()
+    for job_id, key, most in picked:
+        if key is None:
+            admitted.append(job_id)
+            continue
+        n = counts.get(key, 0)
+        if n < _most(most):
+            counts[key] = n + 1
+            admitted.append(job_id)
+        else:
+            full.add(key)
+    return admitted, full
+
+
+def _most(value: object) -> int:
+    """A stored ``limit_max`` as a count; anything but a positive int (a row written by
+    hand) counts as 1, the strictest limit, rather than stopping every claim."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    return 1
 
 
 # -- the derived ``scheduled`` state -----------------------------------------------------------
@@ -92,7 +153,7 @@ def job_row(r: Sequence[Any], now: float) -> JobRow:
         crashes=r[10], created_at=r[11], run_at=r[12], started_at=r[13], finished_at=r[14],
         leased_until=r[15], worker_id=r[16], timeout=r[17], options=r[18], unique_key=r[19],
         progress=Progress(r[20], r[21], r[22]), result=r[23], error=r[24], saved=r[25],
-        cancel_requested=bool(r[26]),
+        cancel_requested=bool(r[26]), limit_key=r[27], limit_max=r[28],
     )  # fmt: skip
 
 
@@ -169,6 +230,16 @@ def first_of_each_run(outcomes: Sequence[Outcome]) -> list[bool]:
 def wakes_workers(o: Outcome) -> bool:
     """True when the outcome puts its job back to run now (idle workers should look)."""
     return o.state is JobState.QUEUED and o.delay <= 0
+
+
+# -- who cancelled ------------------------------------------------------------------------------
+
+
+def cancel_message(by: str | None, *, waiting: bool) -> str:
+    """The event message of a cancel: a waiting job is ``cancelled`` at once, a running
+    one gets ``cancel_requested``; both say who asked when ``by`` is given."""
+    who = f" by {by}" if by else ""
+    return f"cancelled{who}" if waiting else who.strip()
 
 
 # -- a cancel request outlives the run ----------------------------------------------------------

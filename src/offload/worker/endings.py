@@ -22,11 +22,22 @@ def death_outcome(
     stopping: bool,
     crash_limit: int,
     worker_id: str,
+    cancel_grace: float = 0.0,
 ) -> Outcome | None:
     """What to record for ``job`` when ``slot``'s child exited while running it: nothing
-    for a lost lease, an error for a timeout, a requeue for a stop, else a crash."""
+    for a lost lease, ``cancelled`` for a job stopped after its cancel was asked, an error
+    for a timeout, a requeue for a stop, else a crash."""
     if slot.ending is Ending.LOST:
         return None
+    if slot.ending is Ending.CANCELLED:
+        text = (
+            f"cancel requested; the job did not stop within {cancel_grace:g} s, so its "
+            "child process was stopped"
+        )
+        return Outcome(
+            job.id, job.attempt, JobState.CANCELLED, error=ErrorInfo("Cancelled", text).to_json(),
+            count_error=False, reason=text, worker_id=worker_id,
+        )  # fmt: skip
     if slot.ending is Ending.TIMEOUT:
         text = f"timed out after {job.timeout:g} s"
         return after_error(job, ErrorInfo("Timeout", text), text, worker_id=worker_id)

@@ -104,6 +104,8 @@ class Pool(Component):
                 moments.append(slot.deadline)
             if slot.kill_at is not None:
                 moments.append(slot.kill_at)
+            if slot.job is not None and slot.ending is None and slot.cancel_by is not None:
+                moments.append(slot.cancel_by)
             if slot.start_by is not None:
                 moments.append(slot.start_by)
         if self._stopping:
@@ -408,6 +410,7 @@ class Pool(Component):
             outcome = death_outcome(
                 slot, slot.job, exit_text, stopping=self._stopping,
                 crash_limit=self._settings.crash_limit, worker_id=self._worker_id,
+                cancel_grace=self._settings.cancel_grace,
             )  # fmt: skip
             if outcome is None:
                 # Its lease was lost (another worker owns the job): nothing is written,
@@ -541,6 +544,13 @@ class Pool(Component):
                     attempt=slot.job.attempt, pid=slot.pid, timeout=slot.job.timeout,
                 )  # fmt: skip
                 slot.terminate_job(Ending.TIMEOUT, now, self._settings.kill_grace)
+            elif slot.ending is None and slot.cancel_by is not None and now >= slot.cancel_by:
+                logs.log(
+                    "job.cancel_stop", "warning", job=slot.job.id, task=slot.job.task,
+                    attempt=slot.job.attempt, pid=slot.pid,
+                    grace=self._settings.cancel_grace,
+                )  # fmt: skip
+                slot.terminate_job(Ending.CANCELLED, now, self._settings.kill_grace)
 
     def _end_running(self) -> None:
         """Kill every running job, once (a job already past its timeout still ends as a

@@ -22,6 +22,7 @@ class Ending(enum.Enum):
     TIMEOUT = "timeout"  # overran its timeout: an error, retried by the task's policy
     LOST = "lost"  # the lease went to another worker: record nothing
     SHUTDOWN = "shutdown"  # the worker is stopping: requeue without using an attempt
+    CANCELLED = "cancelled"  # asked to cancel, did not stop in time: ends cancelled
 
 
 @dataclass
@@ -61,6 +62,9 @@ class Slot:
     #: Told to exit (recycling): it takes no more jobs.
     retiring: bool = False
     cancel_sent: bool = False
+    #: Monotonic time by which the running job must have stopped after its cancel was
+    #: asked (``cancel_grace``); then the supervisor stops the child.
+    cancel_by: float | None = None
 
     @property
     def pid(self) -> int:
@@ -107,11 +111,12 @@ class Slot:
         self.kill_at = None
         self.ending = None
         self.cancel_sent = False
+        self.cancel_by = None
 
     def end_job(self) -> ClaimedJob | None:
         """Forget the running job (it ended one way or another) and return it."""
         job, self.job = self.job, None
-        self.deadline = self.kill_at = None
+        self.deadline = self.kill_at = self.cancel_by = None
         self.ending = None
         return job
 

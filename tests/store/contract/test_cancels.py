@@ -134,3 +134,22 @@ def _rescue_when_expired(store: Store, crash_limit: int = 3) -> list[Rescued]:
         lambda: store.lease_rescue_expired(crash_limit=crash_limit), timeout=10,
         what="the lease to expire",
     )  # fmt: skip
+
+
+def test_a_cancel_says_who_asked_in_the_history(store: Store) -> None:
+    (waiting,) = add(store)
+    running = run_one(store)
+    got = store.job_cancel([waiting, running.id], by="alice (dashboard)")
+    assert got == {waiting: Q.CANCELLED, running.id: Q.RUNNING}
+    last = lambda job_id: store.job_events(job_id)[-1]  # noqa: E731
+    assert (last(waiting).kind, last(waiting).message) == (
+        "cancelled",
+        "cancelled by alice (dashboard)",
+    )
+    assert (last(running.id).kind, last(running.id).message) == (
+        "cancel_requested", "by alice (dashboard)",
+    )  # fmt: skip
+    assert abs(last(running.id).at - store.now()) < 5
+    (plain,) = add(store)
+    store.job_cancel([plain])
+    assert last(plain).message == "cancelled"

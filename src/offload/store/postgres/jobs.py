@@ -79,11 +79,17 @@ class JobsMixin(PostgresCore):
                     [float(j.delay) for j in plain],
                     [Q.float_or_none(j.timeout) for j in plain],
                     [j.options for j in plain],
+                    [j.limit_key for j in plain],
+                    [j.limit_max for j in plain],
                 ],
             )
         existing: dict[str, str] = {}
         for j in jobs:
-            if j.unique_key is not None:
+            if j.unique_key is None:
+                continue
+            if j.debounce is not None or j.unique_for is not None:
+                existing[j.id] = self._insert_keyed(c, j)
+            else:
                 existing[j.id] = self._insert_unique(c, j)
         self._notify(c, note)
         return [existing.get(j.id, j.id) if j.unique_key is not None else j.id for j in jobs]
@@ -91,12 +97,7 @@ class JobsMixin(PostgresCore):
     def _insert_unique(self, c: psycopg.Cursor[tuple[Any, ...]], j: NewJob) -> str:
         """Insert one job with a unique key; the id of the active job that has it."""
         query = self.q(Q.INSERT_UNIQUE)
-        params = {
-            "id": j.id, "task": j.task, "queue": j.queue, "priority": j.priority,
-            "args": j.args, "kwargs": j.kwargs, "max_attempts": j.max_attempts,
-            "run_at": j.run_at, "delay": float(j.delay), "timeout": j.timeout,
-            "options": j.options, "key": j.unique_key,
-        }  # fmt: skip
+        params = _one_job(j)
         # The conflicting job may finish between the insert and the select (then insert
         # again), or be committed after this statement's snapshot (then select again).
         for _ in range(20):
@@ -104,6 +105,38 @@ class JobsMixin(PostgresCore):
             if row is not None:
                 return str(row[0])
         raise StoreError(f"{self._where}: unique key {j.unique_key!r} kept changing hands")
+
+    def _insert_keyed(self, c: psycopg.Cursor[tuple[Any, ...]], j: NewJob) -> str:
+        """Insert one job whose key has a window or debounces, unless the key is held;
+        the id of the job that holds the key afterwards. The key's row lock (taken
+        first) makes concurrent enqueues of one key take turns."""
+        key = j.unique_key
+        window = None if j.debounce is not None else float(j.unique_for or 0.0)
+        lock = {"key": key, "id": j.id, "until": None}
+        holder, in_window, fresh = c.execute(self.q(Q.KEY_LOCK), lock).fetchone() or (
+            None, False, True,
+        )  # fmt: skip
+        if not fresh:
+            if j.debounce is not None:
+                merged = c.execute(
+                    self.q(Q.DEBOUNCE_MERGE), {**_one_job(j), "holder": holder}
+                ).fetchone()
+                if merged is not None:
+                    return str(holder)
+            elif in_window:
+                found = c.execute(self.q(Q.KEY_JOB), (holder,)).fetchone()
+                if found is not None and rules.holds_key(found[0], j.unique_states):
+                    return str(holder)
+        if j.debounce is not None:
+            c.execute(self.q(Q.INSERT_DEBOUNCED), {**_one_job(j), "key": None})
+            got = j.id
+        else:
+            got = self._insert_unique(c, j)
+        if got == j.id:
+            c.execute(self.q(Q.KEY_SET), (j.id, window, key))
+        elif fresh:
+            c.execute(self.q(Q.KEY_DROP), (key,))  # an unfinished plain job holds the key
+        return got
 
     # -- reads -------------------------------------------------------------------------
     def job_get(self, job_id: str) -> JobRow | None:
@@ -134,7 +167,7 @@ class JobsMixin(PostgresCore):
         return {q: float(age) for q, age in rows if age is not None and age >= 0}
 
     # -- cancel, retry, delete, prune ----------------------------------------------------
-    def job_cancel(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+    def job_cancel(self, job_ids: Sequence[str], *, by: str | None = None) -> dict[str, JobState]:
         def cancel(c: Conn) -> dict[str, JobState]:
             out: dict[str, JobState] = {}
             rows = c.execute(self.q(Q.LOCK_FOR_CANCEL), (list(job_ids),)).fetchall()
@@ -145,11 +178,25 @@ class JobsMixin(PostgresCore):
                 state, attempt = found[job_id]
                 if state is JobState.QUEUED:
                     c.execute(self.q(Q.CANCEL_QUEUED), (job_id,))
-                    self._event(c, job_id, attempt, "cancelled", None, "cancelled")
+                    self._event(
+                        c,
+                        job_id,
+                        attempt,
+                        "cancelled",
+                        None,
+                        rules.cancel_message(by, waiting=True),
+                    )
                     state = JobState.CANCELLED
                 elif state is JobState.RUNNING:
                     c.execute(self.q(Q.REQUEST_CANCEL), (job_id,))
-                    self._event(c, job_id, attempt, "cancel_requested", None, "")
+                    self._event(
+                        c,
+                        job_id,
+                        attempt,
+                        "cancel_requested",
+                        None,
+                        rules.cancel_message(by, waiting=False),
+                    )
                 out[job_id] = state
             return out
 
@@ -192,3 +239,14 @@ class JobsMixin(PostgresCore):
         query = self.q(Q.PRUNE)
         rows = self._run(lambda c: c.execute(query, (finished, float(older_than))).fetchall())
         return int(rows[0][0])
+
+
+def _one_job(j: NewJob) -> dict[str, Any]:
+    """The parameters of ``queries._INSERT_ONE`` for ``j``."""
+    return {
+        "id": j.id, "task": j.task, "queue": j.queue, "priority": j.priority,
+        "args": j.args, "kwargs": j.kwargs, "max_attempts": j.max_attempts,
+        "run_at": j.run_at, "delay": float(j.delay), "timeout": j.timeout,
+        "options": j.options, "key": j.unique_key, "limit_key": j.limit_key,
+        "limit_max": j.limit_max, "debounce": Q.float_or_none(j.debounce),
+    }  # fmt: skip

@@ -46,6 +46,7 @@ class PruneMixin(PostgresCore):
                 if n:
                     jobs[state] = jobs.get(state, 0) + n
                 deleted, events, messages = deleted + n, events + e, messages + m
+            c.execute(self.q(Q.PRUNE_KEYS), (limit,))  # windows over, bursts merged
             return PruneResult(jobs, events, messages, full=deleted >= limit)
 
         return self._run(prune)

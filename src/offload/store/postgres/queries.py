@@ -21,7 +21,7 @@ from offload.types import TERMINAL_STATES, JobState, Outcome
 #: The transaction's timestamp on the server, as float epoch seconds.
 NOW = "date_part('epoch', now())"
 
-TABLES = ("jobs", "events", "messages", "processes", "locks", "schema_version")
+TABLES = ("jobs", "events", "messages", "processes", "locks", "keys", "schema_version")
 
 
 class Composer:
@@ -73,74 +73,137 @@ NOTIFY = "SELECT pg_notify(%s, %s)"
 #: Jobs without a unique key, all at once (bound: one array per column of ``t``).
 INSERT_PLAIN = (
     "INSERT INTO {jobs} (id, task, queue, state, priority, args, kwargs,"
-    " max_attempts, created_at, run_at, timeout, options, unique_key)"
+    " max_attempts, created_at, run_at, timeout, options, unique_key, limit_key, limit_max)"
     " SELECT id, task, queue, 'queued', priority, args, kwargs, max_attempts,"
-    " {now}, coalesce(run_at, {now} + delay), timeout, options, NULL"
+    " {now}, coalesce(run_at, {now} + delay), timeout, options, NULL, limit_key, limit_max"
     " FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::text[],"
     " %s::text[], %s::int[], %s::float8[], %s::float8[], %s::float8[],"
-    " %s::text[]) AS t(id, task, queue, priority, args, kwargs, max_attempts,"
-    " run_at, delay, timeout, options)"
+    " %s::text[], %s::text[], %s::int[]) AS t(id, task, queue, priority, args, kwargs,"
+    " max_attempts, run_at, delay, timeout, options, limit_key, limit_max)"
+)
+_INSERT_ONE = (
+    "INSERT INTO {jobs} (id, task, queue, state, priority, args, kwargs,"
+    " max_attempts, created_at, run_at, timeout, options, unique_key, limit_key, limit_max)"
+    " VALUES (%(id)s, %(task)s, %(queue)s, 'queued', %(priority)s, %(args)s,"
+    " %(kwargs)s, %(max_attempts)s, {now}, greatest(coalesce(%(run_at)s::float8, {now} +"
+    " %(delay)s::float8), {now} + %(debounce)s::float8), %(timeout)s::float8, %(options)s,"
+    " %(key)s, %(limit_key)s, %(limit_max)s)"
 )
 #: One job with a unique key; the id of the unfinished job that holds the key.
 INSERT_UNIQUE = (
-    "WITH ins AS (INSERT INTO {jobs} (id, task, queue, state, priority, args, kwargs,"
-    " max_attempts, created_at, run_at, timeout, options, unique_key)"
-    " VALUES (%(id)s, %(task)s, %(queue)s, 'queued', %(priority)s, %(args)s,"
-    " %(kwargs)s, %(max_attempts)s, {now}, coalesce(%(run_at)s::float8, {now} +"
-    " %(delay)s::float8), %(timeout)s::float8, %(options)s, %(key)s)"
+    f"WITH ins AS ({_INSERT_ONE}"
     " ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL"
     f" AND state IN {ACTIVE_STATES_SQL} DO NOTHING RETURNING id)"
     " SELECT id FROM ins UNION ALL SELECT id FROM {jobs} WHERE unique_key = %(key)s"
     f" AND state IN {ACTIVE_STATES_SQL} AND NOT EXISTS (SELECT 1 FROM ins)"
 )
+#: One debounced job (its row holds no unique key: see ``NewJob.debounce``).
+INSERT_DEBOUNCED = _INSERT_ONE
+
+# -- windowed unique keys and debounce (see jobs._insert_keyed) --------------------------------
+#: Take the key's row lock (every enqueue of the key waits here for the others to
+#: commit): inserted as ``(key, id, until)`` when new. Returns the job holding it, whether
+#: its window is still open, and whether the row is new (it holds this job's id).
+KEY_LOCK = (
+    "INSERT INTO {keys} (key, job_id, until) VALUES (%(key)s, %(id)s, %(until)s::float8)"
+    " ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key"
+    " RETURNING job_id, coalesce(until > {now}, false), job_id = %(id)s"
+)
+KEY_SET = "UPDATE {keys} SET job_id = %s, until = {now} + %s::float8 WHERE key = %s"
+KEY_DROP = "DELETE FROM {keys} WHERE key = %s"
+KEY_JOB = "SELECT state FROM {jobs} WHERE id = %s"
+#: The waiting job of a burst takes the last arguments and runs no earlier than asked.
+DEBOUNCE_MERGE = (
+    "UPDATE {jobs} SET args = %(args)s, kwargs = %(kwargs)s, run_at = greatest(run_at,"
+    " coalesce(%(run_at)s::float8, {now} + %(delay)s::float8), {now} + %(debounce)s::float8)"
+    " WHERE id = %(holder)s AND state = 'queued' AND attempt = 0 AND task = %(task)s"
+    " RETURNING id"
+)
+#: Key rows past their use (bound: limit): a window that ended, or a debounce key whose
+#: job is no longer waiting.
+PRUNE_KEYS = (
+    "DELETE FROM {keys} WHERE key IN (SELECT k.key FROM {keys} k"
+    " WHERE (k.until IS NOT NULL AND k.until < {now}) OR (k.until IS NULL AND NOT EXISTS"
+    " (SELECT 1 FROM {jobs} j WHERE j.id = k.job_id AND j.state = 'queued')) LIMIT %s)"
+)
+
 
 # -- claims ------------------------------------------------------------------------------------
 #: Due queued jobs, one ordered index scan per queue (LATERAL), merged: "queue = ANY(...)"
 #: would read and sort every due row of every queue on each claim. A queue's rows locked
 #: here but not among the first ``limit`` are released at commit.
 PICK_BY_QUEUE = (
-    "SELECT j.id FROM unnest(%(queues)s::text[]) AS q(name) CROSS JOIN LATERAL"
-    " (SELECT id, priority, run_at FROM {jobs} WHERE state = 'queued'"
+    "SELECT j.id, j.limit_key FROM unnest(%(queues)s::text[]) AS q(name) CROSS JOIN LATERAL"
+    " (SELECT id, priority, run_at, limit_key FROM {jobs} WHERE state = 'queued'"
     " AND queue = q.name AND run_at <= {now} AND task = ANY(%(tasks)s)"
+    " AND (limit_key IS NULL OR limit_key <> ALL(%(full)s::text[]))"
     " ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) j"
     " ORDER BY j.priority DESC, j.run_at, j.id LIMIT %(limit)s"
 )
 #: Those of the jobs ``%(ids)s`` that are due.
 PICK_IDS = (
-    "SELECT id FROM {jobs} WHERE id = ANY(%(ids)s) AND state = 'queued'"
+    "SELECT id, limit_key FROM {jobs} WHERE id = ANY(%(ids)s) AND state = 'queued'"
     " AND run_at <= {now} AND queue = ANY(%(queues)s) AND task = ANY(%(tasks)s)"
     " ORDER BY id FOR UPDATE SKIP LOCKED"
 )
+#: Jobs a claim under limits admitted (locked by this transaction already).
+PICK_ADMITTED = "SELECT id, limit_key FROM {jobs} WHERE id = ANY(%(ids)s)"
 
 
-def claim_ctes(pick: str) -> str:
+def claim_ctes(pick: str, *, limited: bool = False) -> str:
     """The claim as CTEs (``picked``, ``claimed``, its events), for ``WITH ...``. A new
     attempt reports its own progress: what the last one reported is cleared.
 
     The picked ids are materialised once: as a plain "id IN (subquery)" the planner may
     rescan the locking subquery per row, and each rescan skips the rows this very
     statement just updated, claiming far more than the limit.
+
+    A job with a concurrency limit is claimed only by a claim under limits
+    (``limited``, see ``runs._claim_limited``), which counts what runs under its key
+    first; any other claim leaves it queued and returns its id among the ``held``.
     """
+    only = "" if limited else " AND picked.limit_key IS NULL"
     return (
         f"picked AS MATERIALIZED ({pick}),"
         " claimed AS (UPDATE {jobs} j SET state = 'running', attempt = j.attempt + 1,"
         " worker_id = %(worker)s, leased_until = {now} + %(lease)s::float8,"
         " started_at = {now}, cancel_requested = false, progress_current = 0,"
         " progress_total = NULL, progress_message = NULL"
-        " FROM picked WHERE j.id = picked.id AND j.state = 'queued'"
+        f" FROM picked WHERE j.id = picked.id AND j.state = 'queued'{only}"
         " RETURNING j.id, j.task, j.queue, j.args, j.kwargs, j.attempt, j.max_attempts,"
         " j.errors, j.crashes, j.timeout, j.options, j.priority, j.run_at),"
         " claim_ev AS (INSERT INTO {events} (job_id, at, attempt, kind, worker_id)"
-        " SELECT id, {now}, attempt, 'started', %(worker)s FROM claimed)"
+        " SELECT id, {now}, attempt, 'started', %(worker)s FROM claimed),"
+        " held AS (SELECT array_agg(id) AS ids FROM picked WHERE limit_key IS NOT NULL)"
     )
 
 
-def claim(pick: str) -> str:
-    """Claim the jobs ``pick`` selects; the claim columns, in claim order."""
+def claim(pick: str, *, limited: bool = False) -> str:
+    """Claim the jobs ``pick`` selects. Every row starts with the ids of the limited jobs
+    picked but left queued (NULL when none), then the claim columns and ``run_at`` of a
+    claimed job (NULL on the one row of a claim that took none)."""
     return (
-        f"WITH {claim_ctes(pick)}"
-        f" SELECT {CLAIM_COLUMNS} FROM claimed ORDER BY priority DESC, run_at, id"
+        f"WITH {claim_ctes(pick, limited=limited)}"
+        f" SELECT held.ids, c.* FROM held LEFT JOIN"
+        f" (SELECT {CLAIM_COLUMNS}, run_at FROM claimed) c ON true"
     )
+
+
+#: Wait for the claims under one limit key to commit (bound: the key). Transaction-scoped:
+#: released when the claim commits, so the next count sees what it claimed.
+LOCK_LIMIT = "SELECT pg_advisory_xact_lock(1868983407, hashtext(%s))"
+#: How many jobs run under each of the keys ``%s``.
+RUNNING_UNDER = (
+    "SELECT limit_key, count(*) FROM {jobs} WHERE state = 'running'"
+    " AND limit_key = ANY(%s::text[]) GROUP BY limit_key"
+)
+#: The limited jobs a claim left queued that are still due, in claim order, with their
+#: limits, locked.
+PICK_LIMITED = (
+    "SELECT id, limit_key, limit_max FROM {jobs} WHERE id = ANY(%s::text[])"
+    " AND state = 'queued' AND run_at <= {now} ORDER BY priority DESC, run_at, id"
+    " FOR UPDATE SKIP LOCKED"
+)
 
 
 def claim_params(
@@ -158,6 +221,7 @@ def claim_params(
         "tasks": list(tasks),
         "limit": limit,
         "ids": list(ids),
+        "full": [],
     }
 
 
@@ -275,8 +339,8 @@ WRITE_OUTCOMES = f"WITH {OUTCOME_CTES} SELECT n FROM u"
 WRITE_OUTCOMES_AND_CLAIM = (
     f"WITH {OUTCOME_CTES}, {claim_ctes(PICK_BY_QUEUE)},"
     " acc AS (SELECT array_agg(u.n) AS a FROM u)"
-    f" SELECT acc.a, c.* FROM acc LEFT JOIN (SELECT {CLAIM_COLUMNS}, run_at FROM claimed) c"
-    " ON true"
+    " SELECT acc.a, held.ids, c.* FROM acc CROSS JOIN held LEFT JOIN"
+    f" (SELECT {CLAIM_COLUMNS}, run_at FROM claimed) c ON true"
 )
 
 

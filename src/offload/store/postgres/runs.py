@@ -64,8 +64,61 @@ class RunsMixin(PostgresCore):
                 return []
         query = self.q(Q.claim(pick))
         params = Q.claim_params(worker_id, queues, tasks, limit, lease, ids)
-        rows = self._run(lambda c: c.execute(query, params).fetchall())
-        return [ClaimedJob(*r) for r in rows]
+        claimed, held = _claim_rows(self._run(lambda c: c.execute(query, params).fetchall()), 1)
+        if held:
+            claimed = self._claim_limited(params, claimed, held, repick=job_ids is None)
+        return [ClaimedJob(*r[:12]) for r in claimed]
+
+    def _claim_limited(
+        self,
+        params: dict[str, Any],
+        claimed: list[Any],
+        held: list[str],
+        *,
+        repick: bool,
+    ) -> list[Any]:
+        """Claim the limited jobs ``held`` that a claim picked but left queued, in a
+        transaction of its own: under an advisory lock per key (taken in key order, held
+        to commit), count what runs under each key, then claim those a place is left for
+        (``rules.admit_limited``). With ``repick``, when a key was full, pick again past
+        the full keys, so that jobs behind them still run. Returns ``claimed`` and the
+        rows claimed here, in claim order."""
+        limit = int(params["limit"])
+
+        def claim_under_limits(c: Conn) -> list[Any]:
+            rows: list[Any] = []
+            full: set[str] = set()
+            waiting = held
+            for _ in range(_LIMIT_ROUNDS):
+                picked = c.execute(self.q(Q.PICK_LIMITED), (waiting,)).fetchall()
+                keys = sorted({key for _, key, _ in picked})
+                for key in keys:
+                    c.execute(self.q(Q.LOCK_LIMIT), (key,))
+                running: dict[str, int] = {}
+                if keys:
+                    found = c.execute(self.q(Q.RUNNING_UNDER), (keys,)).fetchall()
+                    running = {key: int(n) for key, n in found}
+                admitted, refused = rules.admit_limited(picked, running)
+                admitted = admitted[: limit - len(claimed) - len(rows)]
+                full.update(refused)
+                if admitted:
+                    query = self.q(Q.claim(Q.PICK_ADMITTED, limited=True))
+                    got = c.execute(query, {**params, "ids": admitted}).fetchall()
+                    rows.extend(_claim_rows(got, 1)[0])
+                left = limit - len(claimed) - len(rows)
+                if not (repick and refused) or left <= 0:
+                    break
+                again = {**params, "limit": left, "full": sorted(full)}
+                got = c.execute(self.q(Q.claim(Q.PICK_BY_QUEUE)), again).fetchall()
+                more, waiting = _claim_rows(got, 1)
+                rows.extend(more)
+                if not waiting:
+                    break
+            return rows
+
+        rows = claimed + self._run(claim_under_limits)
+        rows.sort(key=lambda r: (-r[11], r[12], r[0]))
+        return rows
 
     # -- leases ------------------------------------------------------------------------
     def lease_renew(
@@ -143,15 +196,21 @@ class RunsMixin(PostgresCore):
             return self._write_alone(outcomes, params if go else None)
         query = self.q(Q.claim(Q.PICK_BY_QUEUE))
 
-        def both(c: Conn) -> Callable[[], tuple[list[bool], list[ClaimedJob]]]:
+        def both(c: Conn) -> Callable[[], tuple[list[bool], list[Any], list[str]]]:
             accepted = self._record(c, outcomes, progress, messages, saves)
-            claimed = c.execute(query, params) if go else None
-            return lambda: (
-                _accepted(accepted, len(outcomes)),
-                [ClaimedJob(*r) for r in claimed.fetchall()] if claimed is not None else [],
-            )
+            claim = c.execute(query, params) if go else None
 
-        return self._run_pipelined(both)
+            def results() -> tuple[list[bool], list[Any], list[str]]:
+                if claim is None:
+                    return _accepted(accepted, len(outcomes)), [], []
+                return (_accepted(accepted, len(outcomes)), *_claim_rows(claim.fetchall(), 1))
+
+            return results
+
+        written, claimed, held = self._run_pipelined(both)
+        if held:
+            claimed = self._claim_limited(params, claimed, held, repick=True)
+        return written, [ClaimedJob(*r[:12]) for r in claimed]
 
     def _write_alone(
         self, outcomes: Sequence[Outcome], claim_params: dict[str, Any] | None
@@ -167,9 +226,10 @@ class RunsMixin(PostgresCore):
         params.update(claim_params)
         rows = self._run(lambda c: c.execute(query, params).fetchall(), single=True)
         accepted = Q.accepted(rows[0][0] if rows else None, len(outcomes))
-        claimed = [r for r in rows if r[1] is not None]
-        claimed.sort(key=lambda r: (-r[12], r[13], r[1]))  # claim order
-        return accepted, [ClaimedJob(*r[1:13]) for r in claimed]
+        claimed, held = _claim_rows(rows, 2)
+        if held:
+            claimed = self._claim_limited(claim_params, claimed, held, repick=True)
+        return accepted, [ClaimedJob(*r[:12]) for r in claimed]
 
     def _record(
         self,
@@ -214,6 +274,20 @@ class RunsMixin(PostgresCore):
         if any(map(rules.wakes_workers, outcomes)):
             self._notify(c, "")  # a requeue to run now (a spurious wake-up is cheap)
         return accepted
+
+
+#: Picks a claim under limits makes at most when keys it meets are full.
+_LIMIT_ROUNDS = 4
+
+
+def _claim_rows(rows: Sequence[Any], offset: int) -> tuple[list[Any], list[str]]:
+    """The claimed rows of a claim statement (claim columns then ``run_at``, from column
+    ``offset``), in claim order, and the ids of limited jobs it left queued (column
+    ``offset - 1``)."""
+    held = list(rows[0][offset - 1] or ()) if rows else []
+    claimed = [r[offset:] for r in rows if r[offset] is not None]
+    claimed.sort(key=lambda r: (-r[11], r[12], r[0]))
+    return claimed, held
 
 
 def _alone(

@@ -114,7 +114,7 @@ class JobsMixin(Store):
         return out
 
     # -- cancel, retry, delete, prune ----------------------------------------------------
-    def job_cancel(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+    def job_cancel(self, job_ids: Sequence[str], *, by: str | None = None) -> dict[str, JobState]:
         def cancel(c: sqlite3.Connection) -> dict[str, JobState]:
             now = clock.wall()
             out: dict[str, JobState] = {}
@@ -125,11 +125,27 @@ class JobsMixin(Store):
                 state, attempt = JobState(row[0]), row[1]
                 if state is JobState.QUEUED:
                     c.execute(Q.CANCEL_QUEUED, (now, job_id))
-                    add_event(c, job_id, now, attempt, "cancelled", None, "cancelled")
+                    add_event(
+                        c,
+                        job_id,
+                        now,
+                        attempt,
+                        "cancelled",
+                        None,
+                        rules.cancel_message(by, waiting=True),
+                    )
                     state = JobState.CANCELLED
                 elif state is JobState.RUNNING:
                     c.execute(Q.REQUEST_CANCEL, (job_id,))
-                    add_event(c, job_id, now, attempt, "cancel_requested", None, "")
+                    add_event(
+                        c,
+                        job_id,
+                        now,
+                        attempt,
+                        "cancel_requested",
+                        None,
+                        rules.cancel_message(by, waiting=False),
+                    )
                 out[job_id] = state
             return out
 
@@ -186,12 +202,15 @@ class JobsMixin(Store):
 
 def _insert(c: sqlite3.Connection, jobs: Sequence[NewJob]) -> list[str]:
     """Insert ``jobs`` on ``c`` (in its transaction); their ids, or for a job whose unique
-    key an unfinished job holds, that job's id."""
+    key is held (see ``NewJob``), the id of the job that holds it."""
     now = clock.wall()
     ids: list[str] = []
     rows = []
     batch_keys: dict[str, str] = {}
     for j in jobs:
+        if j.unique_key is not None and (j.debounce is not None or j.unique_for is not None):
+            ids.append(_insert_keyed(c, j, now))
+            continue
         if j.unique_key is not None:
             found = (
                 batch_keys.get(j.unique_key)
@@ -201,14 +220,51 @@ def _insert(c: sqlite3.Connection, jobs: Sequence[NewJob]) -> list[str]:
                 ids.append(found if isinstance(found, str) else found[0])
                 continue
             batch_keys[j.unique_key] = j.id
-        run_at = j.run_at if j.run_at is not None else now + j.delay
-        rows.append(
-            (j.id, j.task, j.queue, j.priority, j.args, j.kwargs, j.max_attempts, now,
-             run_at, j.timeout, j.options, j.unique_key)
-        )  # fmt: skip
+        rows.append(_row(j, now))
         ids.append(j.id)
     c.executemany(Q.INSERT_JOB, rows)
     return ids
+
+
+def _row(j: NewJob, now: float) -> tuple[Any, ...]:
+    """The values of ``Q.INSERT_JOB`` for ``j``; a debounced job runs no earlier than its
+    debounce from now, and holds no unique key in its row (see ``_insert_keyed``)."""
+    run_at = rules.run_at_of(j, now)
+    key = None if j.debounce is not None else j.unique_key
+    return (
+        j.id, j.task, j.queue, j.priority, j.args, j.kwargs, j.max_attempts, now, run_at,
+        j.timeout, j.options, key, j.limit_key, j.limit_max,
+    )  # fmt: skip
+
+
+def _insert_keyed(c: sqlite3.Connection, j: NewJob, now: float) -> str:
+    """Insert ``j``, whose key has a window or debounces, unless the key is held; the id
+    of the job that holds the key afterwards. Inserted at once (not with the batch), so a
+    later job of the same batch finds it."""
+    key = j.unique_key
+    assert key is not None
+    held = c.execute(Q.KEY_GET, (key,)).fetchone()
+    if held is not None:
+        holder, until = held
+        found = c.execute(Q.KEY_JOB, (holder,)).fetchone()
+        if j.debounce is not None:
+            if found is not None:
+                merged = c.execute(
+                    Q.DEBOUNCE_MERGE, (j.args, j.kwargs, rules.run_at_of(j, now), holder, j.task)
+                )
+                if merged.rowcount:
+                    return str(holder)
+        elif found is not None and until is not None and until > now:
+            if rules.holds_key(found[0], j.unique_states):
+                return str(holder)
+    if j.debounce is None:
+        active = c.execute(Q.ACTIVE_WITH_KEY, (key,)).fetchone()
+        if active is not None:
+            return str(active[0])
+    c.execute(Q.INSERT_JOB, _row(j, now))
+    until = None if j.debounce is not None else now + float(j.unique_for or 0.0)
+    c.execute(Q.KEY_SET, (key, j.id, until))
+    return j.id
 
 
 def _with_scheduled(rows: Sequence[Any]) -> dict[tuple[str, str], int]:

@@ -54,6 +54,7 @@ class PruneMixin(Store):
                 chunk = ids[start : start + _CHUNK]
                 events += c.execute(Q.delete_events_of(len(chunk)), chunk).rowcount
                 messages += c.execute(Q.delete_messages_of(len(chunk)), chunk).rowcount
+            c.execute(Q.PRUNE_KEYS, (cutoff_base, limit))  # windows over, bursts merged
             return PruneResult(jobs, events, messages, full=len(ids) >= limit)
 
         return self.db.write(prune)

@@ -20,8 +20,30 @@ ACTIVE_WITH_KEY = (
 )
 INSERT_JOB = (
     "INSERT INTO offload_jobs (id, task, queue, state, priority, args, kwargs,"
-    " max_attempts, created_at, run_at, timeout, options, unique_key)"
-    " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " max_attempts, created_at, run_at, timeout, options, unique_key, limit_key, limit_max)"
+    " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+# -- windowed unique keys and debounce (see jobs._insert_keyed) ------------------------------
+KEY_GET = "SELECT job_id, until FROM offload_keys WHERE key = ?"
+#: Bound: key, job id, until (NULL for a debounce key).
+KEY_SET = (
+    "INSERT INTO offload_keys (key, job_id, until) VALUES (?, ?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET job_id = excluded.job_id, until = excluded.until"
+)
+KEY_JOB = "SELECT state, task, attempt FROM offload_jobs WHERE id = ?"
+#: The waiting job of a burst takes the last arguments and runs no earlier than asked.
+#: Bound: args, kwargs, run_at, id, task.
+DEBOUNCE_MERGE = (
+    "UPDATE offload_jobs SET args = ?, kwargs = ?, run_at = max(run_at, ?)"
+    " WHERE id = ? AND state = 'queued' AND attempt = 0 AND task = ?"
+)
+#: Key rows past their use (bound: now, limit): a window that ended, or a debounce key
+#: whose job is no longer waiting.
+PRUNE_KEYS = (
+    "DELETE FROM offload_keys WHERE key IN (SELECT k.key FROM offload_keys k"
+    " WHERE (k.until IS NOT NULL AND k.until < ?) OR (k.until IS NULL AND NOT EXISTS"
+    " (SELECT 1 FROM offload_jobs j WHERE j.id = k.job_id AND j.state = 'queued')) LIMIT ?)"
 )
 
 # -- claims ------------------------------------------------------------------------------------
@@ -55,6 +77,61 @@ def claim_due(queues: int, tasks: int) -> str:
         union = " UNION ALL ".join(f"SELECT * FROM ({one})" for _ in range(queues))
         select = f"SELECT id FROM ({union}) ORDER BY priority DESC, run_at, id LIMIT ?"
     return f"{_CLAIM_SET} WHERE id IN ({select}) RETURNING {CLAIM_COLUMNS}, run_at"
+
+
+# -- claims under per-key limits (see runs._claim_limited) ---------------------------------------
+#: Is any limited job waiting? When none is, a claim takes the one-statement path.
+ANY_LIMITED = (
+    "SELECT 1 FROM offload_jobs INDEXED BY offload_jobs_limited"
+    " WHERE state = 'queued' AND limit_key IS NOT NULL LIMIT 1"
+)
+
+
+def pick_due(queues: int, tasks: int, full: int) -> str:
+    """The due jobs a claim would take, in claim order, with their limits, leaving out the
+    jobs of ``full`` keys (bound per queue: queue, now, *tasks, *full keys, limit; then
+    the limit once more when there are several queues)."""
+    skip = f" AND (limit_key IS NULL OR limit_key NOT IN ({marks(full)}))" if full else ""
+    one = (
+        "SELECT id, limit_key, limit_max, priority, run_at FROM offload_jobs"
+        " INDEXED BY offload_jobs_claim WHERE state = 'queued'"
+        f" AND queue = ? AND run_at <= ? AND task IN ({marks(tasks)}){skip}"
+        " ORDER BY priority DESC, run_at, id LIMIT ?"
+    )
+    if queues == 1:
+        return f"SELECT id, limit_key, limit_max FROM ({one})"
+    union = " UNION ALL ".join(f"SELECT * FROM ({one})" for _ in range(queues))
+    return (
+        f"SELECT id, limit_key, limit_max FROM ({union}) ORDER BY priority DESC, run_at, id LIMIT ?"
+    )
+
+
+def pick_ids(ids: int, queues: int, tasks: int) -> str:
+    """Those of ``ids`` that are due, in claim order, with their limits (bound: *ids, now,
+    *queues, *tasks)."""
+    return (
+        f"SELECT id, limit_key, limit_max FROM offload_jobs WHERE id IN ({marks(ids)})"
+        " AND state = 'queued' AND run_at <= ?"
+        f" AND queue IN ({marks(queues)}) AND task IN ({marks(tasks)})"
+        " ORDER BY priority DESC, run_at, id"
+    )
+
+
+def running_under(keys: int) -> str:
+    """How many jobs run under each of ``keys`` limit keys."""
+    return (
+        "SELECT limit_key, count(*) FROM offload_jobs INDEXED BY offload_jobs_limit"
+        f" WHERE state = 'running' AND limit_key IN ({marks(keys)}) GROUP BY limit_key"
+    )
+
+
+def claim_listed(ids: int) -> str:
+    """Claim ``ids`` jobs picked in this transaction (bound: the values of
+    :data:`_CLAIM_SET`, then *ids); the claim columns and ``run_at``."""
+    return (
+        f"{_CLAIM_SET} WHERE id IN ({marks(ids)}) AND state = 'queued'"
+        f" RETURNING {CLAIM_COLUMNS}, run_at"
+    )
 
 
 def claim_ids(ids: int, queues: int, tasks: int) -> str:

@@ -140,12 +140,10 @@ def _claim_due(
     """Claim due jobs inside the caller's write transaction."""
     if limit <= 0 or not queues or not tasks:
         return []
+    if c.execute(Q.ANY_LIMITED).fetchone() is not None:
+        return _claim_limited(c, worker_id, queues, tasks, limit, lease, None)
     now = clock.wall()
-    bound: list[Any] = []
-    for queue in queues:
-        bound.extend([queue, now, *tasks, limit])
-    if len(queues) > 1:
-        bound.append(limit)
+    bound = _due_bound(queues, tasks, now, (), limit)
     rows = c.execute(
         Q.claim_due(len(queues), len(tasks)), [*_claim_set(worker_id, now, lease), *bound]
     ).fetchall()
@@ -164,6 +162,8 @@ def _claim_ids(
     ids: list[str],
 ) -> list[ClaimedJob]:
     """Claim those of ``ids`` that are due, inside the caller's write transaction."""
+    if c.execute(Q.ANY_LIMITED).fetchone() is not None:
+        return _claim_limited(c, worker_id, queues, tasks, len(ids), lease, ids)
     now = clock.wall()
     rows = c.execute(
         Q.claim_ids(len(ids), len(queues), len(tasks)),
@@ -171,6 +171,72 @@ def _claim_ids(
     ).fetchall()
     c.executemany(Q.INSERT_STARTED, [(r[0], now, r[5], worker_id) for r in rows])
     return [ClaimedJob(*r) for r in rows]
+
+
+def _due_bound(
+    queues: Sequence[str], tasks: Sequence[str], now: float, full: Sequence[str], limit: int
+) -> list[Any]:
+    """The values bound by ``Q.claim_due`` and ``Q.pick_due`` (``full``: keys left out,
+    for the latter only): per queue the queue, now, the tasks, the keys and the limit;
+    then the limit once more when there are several queues."""
+    bound: list[Any] = []
+    for queue in queues:
+        bound.extend([queue, now, *tasks, *full, limit])
+    if len(queues) > 1:
+        bound.append(limit)
+    return bound
+
+
+#: Picks a claim makes at most when limited jobs fill its batch with keys already full.
+_LIMIT_ROUNDS = 4
+
+
+def _claim_limited(
+    c: sqlite3.Connection,
+    worker_id: str,
+    queues: Sequence[str],
+    tasks: Sequence[str],
+    limit: int,
+    lease: float,
+    ids: list[str] | None,
+) -> list[ClaimedJob]:
+    """A claim while limited jobs wait: pick due jobs in claim order, admit a limited one
+    only while fewer than its ``limit_max`` jobs run under its key (counting those admitted
+    here), claim what was admitted, and pick again past the keys found full, so jobs
+    behind a full key still run. One writer at a time (``BEGIN IMMEDIATE``) makes the
+    count and the claim one step."""
+    now = clock.wall()
+    full: set[str] = set()
+    rows: list[Any] = []
+    for _ in range(_LIMIT_ROUNDS):
+        want = limit - len(rows)
+        if want <= 0:
+            break
+        if ids is None:
+            bound = _due_bound(queues, tasks, now, sorted(full), want)
+            picked = c.execute(Q.pick_due(len(queues), len(tasks), len(full)), bound).fetchall()
+        else:
+            picked = c.execute(
+                Q.pick_ids(len(ids), len(queues), len(tasks)), [*ids, now, *queues, *tasks]
+            ).fetchall()
+        keys = sorted({key for _, key, _ in picked if key is not None})
+        running: dict[str, int] = {}
+        if keys:
+            running = {k: int(n) for k, n in c.execute(Q.running_under(len(keys)), keys)}
+        admitted, refused = rules.admit_limited(picked, running)
+        full.update(refused)
+        if admitted:
+            rows.extend(
+                c.execute(
+                    Q.claim_listed(len(admitted)),
+                    [*_claim_set(worker_id, now, lease), *admitted],
+                ).fetchall()
+            )
+        if not refused or ids is not None or not picked:
+            break
+    c.executemany(Q.INSERT_STARTED, [(r[0], now, r[5], worker_id) for r in rows])
+    rows.sort(key=lambda r: (-r[11], r[12], r[0]))
+    return [ClaimedJob(*r[:12]) for r in rows]
 
 
 def _claim_set(worker_id: str, now: float, lease: float) -> list[Any]:

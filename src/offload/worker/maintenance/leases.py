@@ -3,6 +3,7 @@ says back (a lease lost to another worker, a cancel someone asked for)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from offload import logs
@@ -61,4 +62,5 @@ class LeaseRenewal(Duty):
                 # Once per run: a job that never reads the flag never drains its pipe, and
                 # repeated sends would fill it and block the supervisor.
                 slot.cancel_sent = True
+                slot.cancel_by = time.monotonic() + self._shared.settings.cancel_grace
                 slot.child.send({"op": "cancel", "job": job.id})
