@@ -9,7 +9,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Concatenate, Literal, Protocol, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, Protocol, TypeVar, Unpack, overload
 
 from offload.context import JobContext
 from offload.errors import ConfigError, ConfigWarning, JobNotFound, TaskNotFound
@@ -28,7 +28,12 @@ from offload.tasks import (
 )
 from offload.types import NewJob
 
+if TYPE_CHECKING:
+    from offload.services.client import Services
+    from offload.services.definitions import ServiceDefinition, ServiceOptionArgs
+
 F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=type)
 
 
 class TaskDecorator(Protocol):
@@ -70,6 +75,9 @@ class Offload:
             raise ConfigError("pass either settings= or url/keyword settings, not both")
         self.settings = settings or Settings.from_env(url=url, **overrides)
         self.tasks: dict[str, Task[Any, Any]] = {}
+        #: Registered services by name (see :meth:`service`).
+        self._services: dict[str, ServiceDefinition] = {}
+        self._service_clients: Services | None = None
         self._store: Store | None = None
         self._store_pid = 0
         # Threads of a web server make their first enqueue at once: one store (one
@@ -179,6 +187,40 @@ class Offload:
             return self.tasks[name]
         except KeyError:
             raise TaskNotFound(f"no task named {name!r} is registered in this app") from None
+
+    # -- services --------------------------------------------------------------------------
+    def service(self, name: str, **options: Unpack[ServiceOptionArgs]) -> Callable[[C], C]:
+        """Register a class as the service ``name``; returns the class unchanged.
+
+        The class has ``work(request) -> reply`` and may have ``loop()`` (every ``tick``
+        seconds), ``setup()`` and ``teardown()``; see
+        :class:`~offload.services.ServiceOptions` for the options.
+
+        >>> @app.service("cache", idempotent=True)
+        ... class Cache:
+        ...     def work(self, request: dict[str, str]) -> str: ...
+        """
+        from offload.services.definitions import SERVICE_OPTIONS, ServiceOptions, define, register
+
+        unknown = set(options) - SERVICE_OPTIONS
+        if unknown:
+            raise ConfigError(f"unknown service option(s): {', '.join(sorted(unknown))}")
+        service_options = ServiceOptions(name=name, **options)
+
+        def decorate(cls: C) -> C:
+            register(self, define(cls, service_options))
+            return cls
+
+        return decorate
+
+    @property
+    def services(self) -> Services:
+        """Clients of the registered services, by name: ``app.services["cache"].call(...)``."""
+        if self._service_clients is None:
+            from offload.services.client import Services
+
+            self._service_clients = Services(self)
+        return self._service_clients
 
     # -- jobs ------------------------------------------------------------------------------
     def get_job(self, job_id: str) -> Job[Any]:

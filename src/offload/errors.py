@@ -16,7 +16,13 @@ OffloadError`` catches them all::
     ├─ JobFailed              raised by ``Job.result()``: error type, message, traceback text
     ├─ JobCancelled           raised by ``Job.result()`` for a cancelled job
     ├─ JobNotFinished         ``Job.result()`` on a job that has not finished yet
-    └─ WaitTimeout            ``Job.wait()`` ran out of time (also a ``TimeoutError``)
+    ├─ WaitTimeout            ``Job.wait()`` ran out of time (also a ``TimeoutError``)
+    └─ ServiceError           a named service could not do what was asked
+       ├─ ServiceNotFound     the app registers no service of this name
+       ├─ ServiceUnavailable  no instance is reachable, or it died before replying
+       ├─ ServiceCallTimeout  no reply within the call's timeout (also a ``TimeoutError``)
+       ├─ ServiceAuthError    the handshake failed: the two sides hold different secrets
+       └─ ServiceFailed       the service's ``work()`` raised; carries its type and message
 
 Control flow raised by task code, not errors: :class:`Retry` (run again later) and
 :class:`Cancel` (stop and mark the job cancelled).
@@ -98,6 +104,47 @@ class JobNotFinished(OffloadError):
 
 class WaitTimeout(OffloadError, TimeoutError):
     """A wait ran out of time before the job finished."""
+
+
+class ServiceError(OffloadError):
+    """A named service could not do what was asked."""
+
+
+class ServiceNotFound(ServiceError, LookupError):
+    """The app registers no service of this name."""
+
+
+class ServiceUnavailable(ServiceError):
+    """No instance of the service could be reached, or the one serving the request went
+    away before it replied.
+
+    ``sent`` is True when the request may have reached the service (it was written and
+    the connection then broke): a request that is not idempotent may have run.
+    """
+
+    def __init__(self, message: str, *, service: str = "", sent: bool = False) -> None:
+        super().__init__(message)
+        self.service = service
+        self.sent = sent
+
+
+class ServiceCallTimeout(ServiceError, TimeoutError):
+    """The service did not reply within the call's timeout (it may still run the request)."""
+
+
+class ServiceAuthError(ServiceError):
+    """The handshake failed: the client and the service do not hold the same secret, or
+    their clocks are too far apart."""
+
+
+class ServiceFailed(ServiceError):
+    """The service's ``work()`` raised: ``error_type`` and ``error_message`` say what."""
+
+    def __init__(self, service: str, error_type: str, error_message: str) -> None:
+        super().__init__(f"service {service!r} failed: {error_type}: {error_message}")
+        self.service = service
+        self.error_type = error_type
+        self.error_message = error_message
 
 
 class ConfigWarning(UserWarning):

@@ -137,6 +137,17 @@ class Settings:
     #: Key that signs end-user status tokens (``job.status_token()``, checked by
     #: ``offload web``); at least 16 characters. Unset: no status token can be made.
     secret: str | None = field(default=None, repr=False)
+    #: Services: where they listen. None: a Unix socket (this machine only); ``HOST`` or
+    #: ``HOST:PORT``: TCP on that address (port 0 or none: one chosen per instance). A
+    #: non-loopback address needs ``secret``.
+    service_bind: str | None = None
+    #: Services: the folder of their Unix sockets (default: ``offload-<uid>/services``
+    #: under the temporary directory), made with owner-only permissions.
+    service_socket_dir: str | None = None
+    #: Services: seconds between two calls of a service's ``loop()`` (its ``tick=`` wins).
+    service_tick: float = 0.2
+    #: Services: seconds ``call()`` waits for a reply unless given ``timeout=``.
+    service_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or "://" not in self.url:
@@ -217,6 +228,9 @@ class Settings:
             )
         if self.secret is not None and (not isinstance(self.secret, str) or len(self.secret) < 16):
             raise ConfigError("expected secret to be a str of at least 16 characters")
+        _positive("service_tick", self.service_tick)
+        _positive("service_timeout", self.service_timeout)
+        _check_services(self)
 
     @property
     def scheme(self) -> str:
@@ -362,7 +376,28 @@ ENV_PARSERS: dict[str, Callable[[str, str], Any]] = {
     "wake_timeout": _number,
     "hostname": _optional_text,
     "secret": _optional_text,
+    "service_bind": _optional_text,
+    "service_socket_dir": _optional_text,
+    "service_tick": _number,
+    "service_timeout": _number,
 }
+
+
+def _check_services(settings: Settings) -> None:
+    """``service_bind`` is HOST or HOST:PORT; ``service_socket_dir`` an absolute path."""
+    bind = settings.service_bind
+    if bind is not None:
+        from offload.services.protocol import split_host_port  # only when it is set
+
+        try:
+            if not isinstance(bind, str):
+                raise ValueError(f"got {bind!r}")
+            split_host_port(bind, what="service_bind", default_port=0)
+        except ValueError as exc:
+            raise ConfigError(f"service_bind: {exc}") from None
+    folder = settings.service_socket_dir
+    if folder is not None and not (isinstance(folder, str) and os.path.isabs(folder)):
+        raise ConfigError(f"expected service_socket_dir to be an absolute path, got {folder!r}")
 
 
 def _check_autostart(settings: Settings) -> None:

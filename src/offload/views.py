@@ -71,6 +71,18 @@ def process_dict(p: ProcessInfo, now: float) -> dict[str, Any]:
     return data
 
 
+def service_of(p: ProcessInfo) -> tuple[str, str] | None:
+    """``(name, address)`` of a service's row (as its ``info`` says; anything not text
+    becomes ``""``), None for a row of another kind."""
+    if p.kind != "service":
+        return None
+    info = decode(p.info)
+    if not isinstance(info, dict):
+        return "", ""
+    name, address = info.get("service"), info.get("address")
+    return (name if isinstance(name, str) else "", address if isinstance(address, str) else "")
+
+
 def tree_order(rows: Sequence[ProcessInfo]) -> list[ProcessInfo]:
     """Each process followed by its children (rows come in start order already)."""
     ids = {p.id for p in rows}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import assert_type
+from typing import Any, assert_type
 
 from offload import Job, JobContext, Offload
 
@@ -45,3 +45,14 @@ async def crawl(ctx: JobContext, url: str) -> int:
 
 
 assert_type(crawl.enqueue("u"), Job[int])
+
+
+@app.service("typed-cache", idempotent=True, tick=0.5)
+class TypedCache:
+    def work(self, request: dict[str, str]) -> str:
+        return request["key"]
+
+
+assert_type(TypedCache, type[TypedCache])
+assert_type(app.services["typed-cache"].call({"key": "k"}, timeout=1.0), Any)
+assert_type(app.services["typed-cache"].send({"key": "k"}), Job[None] | None)

@@ -11,6 +11,7 @@ import click
 _COMMANDS = {
     "worker": ("offload.cli.worker", "worker"),
     "drain": ("offload.cli.worker", "drain"),
+    "service": ("offload.cli.worker", "service"),
     "ps": ("offload.cli.ps", "ps"),
     "jobs": ("offload.cli.jobs", "jobs"),
     "enqueue": ("offload.cli.jobs", "enqueue"),
@@ -45,6 +46,7 @@ def main() -> None:
       drain           from cron, every minute: runs what is due, then exits
       ensure          from cron, every minute: starts a pool unless one runs
       wake-listener   on job servers: starts a drain when a web host pings
+    Named services (@app.service) run under `worker`, or alone under `service`.
     In the app: Offload(autostart="spawn") starts a drain on enqueue when
     none runs; task.after_response(...) runs a job after the HTTP response.
     """

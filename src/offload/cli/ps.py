@@ -1,4 +1,4 @@
-"""``offload ps``: the process table (supervisors, their children, drains)."""
+"""``offload ps``: the process table (supervisors, their children and services, drains)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from offload.cli.render import (
 )
 from offload.store.rules import GONE_AFTER_BEATS
 from offload.types import ProcessInfo
-from offload.views import process_dict, tree_order, uptime
+from offload.views import process_dict, service_of, tree_order, uptime
 
 #: Seconds a stopped process stays listed without ``--all``.
 STOPPED_SHOWN = 300.0
@@ -37,7 +37,8 @@ def ps(app: Offload, show_all: bool, as_json: bool) -> None:
 
     STATUS is running, gone (no heartbeat for three heartbeat intervals: the process or
     its machine died) or stopped (it exited cleanly). Stopped processes are hidden after
-    five minutes unless --all is given.
+    five minutes unless --all is given. A service's row shows its NAME and ADDRESS, with
+    the requests it served and the errors it raised as SERVED and FAILED.
     """
     store = app.store
     rows = store.process_list(gone_after=GONE_AFTER_BEATS * app.settings.heartbeat)
@@ -74,6 +75,7 @@ def status_text(p: ProcessInfo, now: float) -> Text:
 def process_table(rows: list[ProcessInfo], now: float, *, queues: bool = True) -> Table:
     """The process table; ``queues`` False leaves out the QUEUES column (narrow screens)."""
     pids = {p.id: p.pid for p in rows}
+    services = any(p.kind == "service" for p in rows)
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("KIND", no_wrap=True, min_width=10)
     table.add_column("HOST", overflow="fold")
@@ -85,6 +87,9 @@ def process_table(rows: list[ProcessInfo], now: float, *, queues: bool = True) -
     table.add_column("RSS", justify="right", no_wrap=True)
     table.add_column("PEAK RSS", justify="right", no_wrap=True)
     table.add_column("PARENT", overflow="fold")
+    if services:
+        table.add_column("NAME", overflow="fold")
+        table.add_column("ADDRESS", overflow="fold")
     if queues:
         table.add_column("QUEUES", overflow="fold")
     for p in rows:
@@ -103,6 +108,9 @@ def process_table(rows: list[ProcessInfo], now: float, *, queues: bool = True) -
             cell(human_size(p.peak_rss)),
             cell(parent),
         ]
+        if services:
+            name, address = service_of(p) or ("", "")
+            row.extend([cell(name), cell(address)])
         if queues:
             row.append(cell(p.queues))
         table.add_row(*row)

@@ -19,6 +19,7 @@ import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from offload.errors import ConfigError
 from offload.worker.config import (
     DrainSummary,
     Stats,
@@ -39,6 +40,7 @@ __all__ = [
     "WorkerConfig",
     "drain_lock_name",
     "run_drain",
+    "run_services",
     "run_worker",
 ]
 
@@ -69,6 +71,7 @@ def run_worker(
     concurrency: int | None = None,
     queues: Sequence[str] | None = None,
     started_by_fd: int | None = None,
+    services: Sequence[str] | None = None,
 ) -> Stats:
     """Serve ``queues`` (default: every queue the app's tasks use) with ``concurrency``
     child processes (default ``settings.concurrency``) until SIGTERM or SIGINT.
@@ -78,6 +81,9 @@ def run_worker(
 
     ``started_by_fd`` is a starter's lock (``offload ensure``), closed once the pool holds
     its serving locks (see :mod:`offload.autostart.locks`).
+
+    ``services`` names the services it hosts (None: every one the app registers; empty:
+    none); each runs in a process of its own (see :mod:`offload.services`).
 
     >>> run_worker(app, concurrency=2, queues=["default"])
     """
@@ -89,8 +95,32 @@ def run_worker(
         queues=tuple(queues) if queues else default_queues(app),
         concurrency=concurrency or app.settings.concurrency,
         started_by_fd=started_by_fd,
+        services=None if services is None else tuple(services),
     )
     # Refuse at once (SchemaError) a schema this code does not know, rather than start a
     # pool whose every store call would fail and be retried.
+    app.store.schema_check()
+    return Supervisor(app, config).run()
+
+
+def run_services(
+    app: Offload, names: Sequence[str] | None = None, *, concurrency: int = 1
+) -> Stats:
+    """Run services alone (``offload service``): ``names`` (None: every one the app
+    registers) under a supervisor whose pool of ``concurrency`` children serves only the
+    queues of those services' stored sends, until SIGTERM or SIGINT.
+
+    >>> run_services(app, ["cache"])
+    """
+    from offload.services.host import select
+    from offload.worker.supervisor import Supervisor
+
+    definitions = select(app, names)
+    if not definitions:
+        raise ConfigError("the app registers no service, so there is nothing to run")
+    queues = tuple(sorted({d.options.queue for d in definitions}))
+    config = WorkerConfig(
+        queues=queues, concurrency=concurrency, services=tuple(d.name for d in definitions)
+    )
     app.store.schema_check()
     return Supervisor(app, config).run()

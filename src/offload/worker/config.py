@@ -45,6 +45,9 @@ class WorkerConfig:
     #: A descriptor holding the starter's lock (``autostart``, ``offload ensure``), closed
     #: once this worker holds its serving locks, so no second one is started meanwhile.
     started_by_fd: int | None = None
+    #: The services this supervisor hosts, by name: None for every one the app
+    #: registers, empty for none (see :mod:`offload.services.host`).
+    services: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.queues:

@@ -65,6 +65,7 @@ def run_drain(
         exit_when_idle=True, budget=budget, max_jobs=max_jobs,
         lock_name=None if autostarted else name, idle_exit=idle_exit,
         started_by_fd=started_by_fd,
+        services=(),  # a drain exits once idle: services belong to pools
     )  # fmt: skip
     stats = Supervisor(app, config, worker_id=worker_id).run()
     return DrainSummary.of(stats, time.monotonic() - began, lock_name=name)

@@ -13,7 +13,10 @@ Each turn it handles stop signals, then ticks its components in order:
   waiting jobs that no live worker registers;
 * the claimer (:mod:`offload.worker.claims`) writes everything pending in one
   ``job_write`` transaction together with a claim of as many jobs as there are idle
-  children (never more: no prefetch).
+  children (never more: no prefetch);
+* the service host (:mod:`offload.services.host`, only when the app registers services)
+  runs each service in a process of its own, restarts and recycles it, and registers its
+  address in the process table.
 
 See :mod:`offload.worker.component` for the protocol they follow and how to add one.
 
@@ -129,6 +132,23 @@ class Supervisor:
         self._closing: tuple[Component, ...] = (
             self._pool, self._claimer, self._maintenance, serving,
         )  # fmt: skip
+        services = self._service_host(shared)
+        if services is not None:
+            # Services after the pool: a job child may be delivering to one of them.
+            self._components = (*self._components, services)
+            self._closing = (self._pool, services, *self._closing[1:])
+
+    def _service_host(self, shared: Shared) -> Component | None:
+        """The service host, if this supervisor hosts any service (loaded only then)."""
+        wanted = self.config.services
+        if wanted == () or (wanted is None and not self.app._services):
+            return None
+        from offload.services.host import ServiceHost, select
+
+        definitions = select(self.app, self.config.services)
+        if not definitions:
+            return None
+        return ServiceHost(shared, definitions, self.host, fds_for_children=self.fds_for_children)
 
     @property
     def store(self) -> Store:
