@@ -45,3 +45,14 @@ async def crawl(ctx: JobContext, url: str) -> int:
 
 
 assert_type(crawl.enqueue("u"), Job[int])
+
+
+@app.periodic("*/5 * * * *", tz="Europe/Berlin", args=("all",))
+@app.periodic(every=30, args=("eu",), name="report-eu", catch_up="all")
+@app.task
+def report(region: str) -> int:
+    return len(region)
+
+
+assert_type(report("eu"), int)  # still the task: its signature kept
+assert_type(report.enqueue("eu"), Job[int])

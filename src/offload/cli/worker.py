@@ -30,6 +30,11 @@ _queues_option = click.option(
 _log_file = click.option(
     "--log-file", type=click.Path(dir_okay=False), help="append log lines here, not stderr"
 )
+_no_schedules = click.option(
+    "--no-schedules",
+    is_flag=True,
+    help="do not fire the app's periodic schedules (other workers do)",
+)
 # Given by a starter (autostart, `offload ensure`): its lock, held until this one serves.
 _started_by_fd = click.option("--started-by-fd", type=click.IntRange(min=3), hidden=True)
 
@@ -53,6 +58,7 @@ def _open_fd(fd: int | None) -> int | None:
 @_concurrency
 @_queues_option
 @_log_file
+@_no_schedules
 @_started_by_fd
 @handle_errors
 def worker(
@@ -60,15 +66,21 @@ def worker(
     concurrency: int | None,
     queues: str | None,
     log_file: str | None,
+    no_schedules: bool,
     started_by_fd: int | None,
 ) -> None:
-    """Run a supervisor and child processes until SIGTERM (graceful) or SIGINT (fast)."""
+    """Run a supervisor and child processes until SIGTERM (graceful) or SIGINT (fast).
+
+    It also fires the app's periodic schedules (each fire becomes one job, however many
+    workers fire it), unless --no-schedules is given.
+    """
     from offload.worker import run_worker  # loaded by the commands that run jobs only
 
     logs.configure(log_file)
     run_worker(
-        app, concurrency=concurrency, queues=_queues(queues), started_by_fd=_open_fd(started_by_fd)
-    )
+        app, concurrency=concurrency, queues=_queues(queues),
+        started_by_fd=_open_fd(started_by_fd), schedules=not no_schedules,
+    )  # fmt: skip
 
 
 @click.command()
@@ -89,6 +101,7 @@ def worker(
     type=click.FloatRange(min=0, min_open=True),
     help="stay until nothing ran for this many seconds (default: exit once empty)",
 )
+@_no_schedules
 @_started_by_fd
 @handle_errors
 def drain(
@@ -99,11 +112,14 @@ def drain(
     budget: float | None,
     max_jobs: int | None,
     idle_exit: float | None,
+    no_schedules: bool,
     started_by_fd: int | None,
 ) -> None:
     """Run due jobs until the queues are empty or the budget is spent (for cron).
 
-    Only one drain of a queue set runs at a time; a second exits 0 at once.
+    Only one drain of a queue set runs at a time; a second exits 0 at once. Periodic
+    schedules that are due are fired first (unless --no-schedules), so their jobs run in
+    this drain.
     """
     from offload.worker import run_drain
 
@@ -111,5 +127,6 @@ def drain(
     summary = run_drain(
         app, queues=_queues(queues), budget=budget, max_jobs=max_jobs, concurrency=concurrency,
         idle_exit=idle_exit, started_by_fd=_open_fd(started_by_fd),
+        schedules=not no_schedules,
     )  # fmt: skip
     click.echo(summary.line())

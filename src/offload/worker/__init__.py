@@ -69,12 +69,15 @@ def run_worker(
     concurrency: int | None = None,
     queues: Sequence[str] | None = None,
     started_by_fd: int | None = None,
+    schedules: bool = True,
 ) -> Stats:
     """Serve ``queues`` (default: every queue the app's tasks use) with ``concurrency``
     child processes (default ``settings.concurrency``) until SIGTERM or SIGINT.
 
     SIGTERM lets running jobs finish within ``settings.shutdown_grace``; a second SIGTERM
     or a SIGINT stops at once. Jobs cut short are requeued without using up an attempt.
+
+    The app's periodic schedules are fired too, unless ``schedules`` is False.
 
     ``started_by_fd`` is a starter's lock (``offload ensure``), closed once the pool holds
     its serving locks (see :mod:`offload.autostart.locks`).
@@ -89,6 +92,7 @@ def run_worker(
         queues=tuple(queues) if queues else default_queues(app),
         concurrency=concurrency or app.settings.concurrency,
         started_by_fd=started_by_fd,
+        schedules=schedules,
     )
     # Refuse at once (SchemaError) a schema this code does not know, rather than start a
     # pool whose every store call would fail and be retried.
