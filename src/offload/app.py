@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import os
 import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, Protocol, TypeVar, Unpack, overload
 
 from offload.context import JobContext
@@ -29,11 +30,13 @@ from offload.tasks import (
 from offload.types import NewJob
 
 if TYPE_CHECKING:
+    from offload.scheduling.periodic import CatchUp, Periodic
     from offload.services.client import Services
     from offload.services.definitions import ServiceDefinition, ServiceOptionArgs
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
+TaskT = TypeVar("TaskT", bound=Task[Any, Any])
 
 
 class TaskDecorator(Protocol):
@@ -78,6 +81,8 @@ class Offload:
         #: Registered services by name (see :meth:`service`).
         self._services: dict[str, ServiceDefinition] = {}
         self._service_clients: Services | None = None
+        #: Periodic schedules by name (``@app.periodic``); every worker of the app fires them.
+        self.schedules: dict[str, Periodic] = {}
         self._store: Store | None = None
         self._store_pid = 0
         # Threads of a web server make their first enqueue at once: one store (one
@@ -221,6 +226,68 @@ class Offload:
 
             self._service_clients = Services(self)
         return self._service_clients
+
+    # -- periodic schedules ------------------------------------------------------------
+    def periodic(
+        self,
+        cron: str | None = None,
+        /,
+        *,
+        every: float | dt.timedelta | None = None,
+        tz: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        catch_up: CatchUp = "latest",
+        catch_up_limit: int = 100,
+    ) -> Callable[[TaskT], TaskT]:
+        """Enqueue a task on a schedule; stack it above ``@app.task(...)``.
+
+        ``cron`` is a cron expression (five fields, or six with seconds first) read in
+        time zone ``tz`` (an IANA name, default UTC); or ``every`` gives a fixed interval
+        in whole seconds (at least 1; the fires fall on its multiples since the epoch).
+        Each fire enqueues one job with the fixed ``args`` and ``kwargs``. ``name``
+        (default: the task's name) is what the store records fires under: give one to
+        schedule a task twice. ``catch_up`` says what runs after downtime: ``"latest"``
+        missed fire once, ``"all"`` missed fires (the latest ``catch_up_limit``), or
+        ``"none"`` (see :mod:`offload.scheduling.periodic`).
+
+        Everything is checked here, when the decorator runs: a bad expression or an
+        unknown zone raises ConfigError naming the expression.
+
+        >>> @app.periodic("0 3 * * *", tz="Europe/Berlin", catch_up="none")
+        ... @app.task
+        ... def nightly_cleanup() -> None: ...
+        """
+        from offload.scheduling.periodic import Periodic, make_spec, periodic_args
+
+        spec = make_spec(cron, every, tz)
+        what = cron if cron is not None else f"every={every!r}"
+
+        def register(task: TaskT) -> TaskT:
+            if not isinstance(task, Task):
+                raise ConfigError(
+                    f"periodic {what!r}: expected a task; stack @app.periodic above "
+                    f"@app.task(...), got {task!r:.80}"
+                )
+            if task.app is not self or self.tasks.get(task.name) is not task:
+                raise ConfigError(
+                    f"periodic {what!r}: task {task.name!r} is not registered in this app"
+                )
+            schedule_name = task.name if name is None else name
+            fixed_args, fixed_kwargs = periodic_args(args, kwargs, str(schedule_name))
+            schedule = Periodic(
+                schedule_name, task, spec, fixed_args, fixed_kwargs, catch_up, catch_up_limit
+            )
+            if schedule_name in self.schedules:
+                raise ConfigError(
+                    f"a schedule named {schedule_name!r} is already registered; give this "
+                    "one another name=..."
+                )
+            self.schedules[schedule_name] = schedule
+            return task
+
+        return register
 
     # -- jobs ------------------------------------------------------------------------------
     def get_job(self, job_id: str) -> Job[Any]:

@@ -264,6 +264,30 @@ class Rescued:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleFire:
+    """One fire of a periodic schedule, to record together with the job it becomes.
+
+    ``fire_at`` is the fire time as whole seconds since the epoch: the identity of the
+    fire, the same integer on every machine that steps the same schedule.
+    """
+
+    schedule: str
+    fire_at: int
+    job: NewJob
+
+
+@dataclass(frozen=True, slots=True)
+class FireRecord:
+    """A recorded fire of a schedule: when it was due, the job it became, and when it was
+    recorded (on the store's clock)."""
+
+    schedule: str
+    fire_at: int
+    job_id: str
+    recorded_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """What is known of an error: its type, message and traceback text.
 

@@ -1,5 +1,6 @@
-"""Jobs and processes as plain data: one source for ``--json`` output, ``offload ps``, and
-what reads the store for people next (the dashboard, metrics).
+"""Jobs, processes and schedules as plain data: one source for ``--json`` output,
+``offload ps`` and ``offload schedules``, and what reads the store for people next (the
+dashboard, metrics).
 
 Everything here is a pure function of rows read from the store: dicts of str, numbers,
 None, lists and dicts, ready for ``json.dumps``. JSON payloads stored as text (arguments,
@@ -12,11 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offload.errors import SerializationError
 from offload.serialization import loads
-from offload.types import JobEvent, JobMessage, JobRow, ProcessInfo
+from offload.types import FireRecord, JobEvent, JobMessage, JobRow, ProcessInfo
+
+if TYPE_CHECKING:
+    from offload.scheduling.periodic import Periodic
 
 _PAYLOADS = ("args", "kwargs", "options", "result", "error", "saved")
 
@@ -109,3 +113,40 @@ def tree_order(rows: Sequence[ProcessInfo]) -> list[ProcessInfo]:
     for p in rows:  # a parent cycle has no root; list what is left as it came
         visit(p)
     return out
+
+
+def schedule_dict(
+    name: str, schedule: Periodic | None, last: FireRecord | None, now: float
+) -> dict[str, Any]:
+    """A schedule: how it is declared (None fields for one the store knows of but the app
+    does not declare), its last recorded fire and job, its next fire time after ``now``,
+    and ``overdue``: fires fell due since the last one that no scheduler recorded (no
+    worker or drain ran; the next one catches up by the schedule's policy)."""
+    data: dict[str, Any] = {
+        "name": name, "in_app": schedule is not None, "task": None, "expression": None,
+        "timezone": None, "description": None, "catch_up": None, "catch_up_limit": None,
+        "args": None, "kwargs": None,
+    }  # fmt: skip
+    next_at: int | None = None
+    overdue = False
+    if schedule is not None:
+        spec = schedule.spec
+        data.update(
+            task=schedule.task.name, expression=spec.expression(),
+            timezone=getattr(spec, "tz", None), description=spec.describe(),
+            catch_up=schedule.catch_up,
+            catch_up_limit=schedule.catch_up_limit if schedule.catch_up == "all" else None,
+            args=list(schedule.args), kwargs=dict(schedule.kwargs),
+        )  # fmt: skip
+        next_at = spec.next_after(int(now))
+        if last is not None:
+            after_last = spec.next_after(last.fire_at)
+            overdue = after_last is not None and after_last < int(now)
+    data.update(
+        last_fire_at=last.fire_at if last else None,
+        last_job=last.job_id if last else None,
+        last_recorded_at=last.recorded_at if last else None,
+        next_fire_at=next_at,
+        overdue=overdue,
+    )
+    return data

@@ -151,3 +151,21 @@ def test_a_rescue_is_not_stopped_by_a_crash_count_written_by_hand(lite: SQLiteSt
     rescued = lite.lease_rescue_expired(crash_limit=3)
     assert sorted(r.job_id for r in rescued) == sorted([bad.id, good.id])
     assert all(r.state is JobState.QUEUED for r in rescued)
+
+
+def test_fire_rows_written_by_hand_are_left_out(lite: SQLiteStore) -> None:
+    from offload.types import ScheduleFire
+
+    lite.schedule_fire([ScheduleFire("a", 1_800_000_000, job())])
+    conn = sqlite3.connect(lite.path)
+    with conn:
+        # Text sorts above every integer in SQLite: it must not pass for the latest fire.
+        conn.execute("INSERT INTO offload_schedule_fires VALUES ('a', 'soon', 'x', 1.0)")
+        conn.execute("INSERT INTO offload_schedule_fires VALUES ('b', 'soon', 'x', 1.0)")
+        conn.execute("INSERT INTO offload_schedule_fires VALUES (X'07', 1800000000, 'x', 1.0)")
+        conn.execute("INSERT INTO offload_schedule_fires VALUES ('c', 1800000000, X'00', 1.0)")
+    conn.close()
+
+    last = lite.schedule_last_fires()
+
+    assert list(last) == ["a"] and last["a"].fire_at == 1_800_000_000

@@ -56,3 +56,14 @@ class TypedCache:
 assert_type(TypedCache, type[TypedCache])
 assert_type(app.services["typed-cache"].call({"key": "k"}, timeout=1.0), Any)
 assert_type(app.services["typed-cache"].send({"key": "k"}), Job[None] | None)
+
+
+@app.periodic("*/5 * * * *", tz="Europe/Berlin", args=("all",))
+@app.periodic(every=30, args=("eu",), name="report-eu", catch_up="all")
+@app.task
+def report(region: str) -> int:
+    return len(region)
+
+
+assert_type(report("eu"), int)  # still the task: its signature kept
+assert_type(report.enqueue("eu"), Job[int])

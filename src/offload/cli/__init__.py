@@ -17,6 +17,7 @@ _COMMANDS = {
     "enqueue": ("offload.cli.jobs", "enqueue"),
     "migrate": ("offload.cli.migrate", "migrate"),
     "prune": ("offload.cli.prune", "prune"),
+    "schedules": ("offload.cli.schedules", "schedules"),
     "ensure": ("offload.cli.launch", "ensure"),
     "wake-listener": ("offload.cli.launch", "wake_listener"),
     "web": ("offload.cli.web", "web"),

@@ -68,6 +68,11 @@ def _apply_bind(app: Offload, bind: str | None) -> None:
         raise click.BadParameter(str(exc), param_hint="--service-bind") from exc
 
 
+_no_schedules = click.option(
+    "--no-schedules",
+    is_flag=True,
+    help="do not fire the app's periodic schedules (other workers do)",
+)
 # Given by a starter (autostart, `offload ensure`): its lock, held until this one serves.
 _started_by_fd = click.option("--started-by-fd", type=click.IntRange(min=3), hidden=True)
 
@@ -93,6 +98,7 @@ def _open_fd(fd: int | None) -> int | None:
 @_log_file
 @_services_option
 @_service_bind
+@_no_schedules
 @_started_by_fd
 @handle_errors
 def worker(
@@ -102,12 +108,14 @@ def worker(
     log_file: str | None,
     services: str | None,
     service_bind: str | None,
+    no_schedules: bool,
     started_by_fd: int | None,
 ) -> None:
     """Run a supervisor and child processes until SIGTERM (graceful) or SIGINT (fast).
 
     The supervisor also hosts the app's services (each in a process of its own), all of
-    them unless --services names some.
+    them unless --services names some, and fires the app's periodic schedules (each fire
+    becomes one job, however many workers fire it) unless --no-schedules is given.
     """
     from offload.worker import run_worker  # loaded by the commands that run jobs only
 
@@ -116,7 +124,7 @@ def worker(
     logs.configure(log_file)
     run_worker(
         app, concurrency=concurrency, queues=_queues(queues),
-        started_by_fd=_open_fd(started_by_fd), services=names,
+        started_by_fd=_open_fd(started_by_fd), services=names, schedules=not no_schedules,
     )  # fmt: skip
 
 
@@ -173,6 +181,7 @@ def service(
     type=click.FloatRange(min=0, min_open=True),
     help="stay until nothing ran for this many seconds (default: exit once empty)",
 )
+@_no_schedules
 @_started_by_fd
 @handle_errors
 def drain(
@@ -183,11 +192,14 @@ def drain(
     budget: float | None,
     max_jobs: int | None,
     idle_exit: float | None,
+    no_schedules: bool,
     started_by_fd: int | None,
 ) -> None:
     """Run due jobs until the queues are empty or the budget is spent (for cron).
 
-    Only one drain of a queue set runs at a time; a second exits 0 at once.
+    Only one drain of a queue set runs at a time; a second exits 0 at once. Periodic
+    schedules that are due are fired first (unless --no-schedules), so their jobs run in
+    this drain.
     """
     from offload.worker import run_drain
 
@@ -195,5 +207,6 @@ def drain(
     summary = run_drain(
         app, queues=_queues(queues), budget=budget, max_jobs=max_jobs, concurrency=concurrency,
         idle_exit=idle_exit, started_by_fd=_open_fd(started_by_fd),
+        schedules=not no_schedules,
     )  # fmt: skip
     click.echo(summary.line())

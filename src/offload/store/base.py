@@ -28,6 +28,7 @@ from offload.retention import PruneResult, RetentionPolicy
 from offload.types import (
     ClaimedJob,
     ClaimRequest,
+    FireRecord,
     JobEvent,
     JobFilter,
     JobMessage,
@@ -41,6 +42,7 @@ from offload.types import (
     RenewResult,
     Rescued,
     SaveValue,
+    ScheduleFire,
 )
 
 
@@ -265,6 +267,33 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def lock_release(self, name: str, owner: str) -> None:
         """Release a lock if ``owner`` holds it."""
+
+    # -- schedules -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def schedule_fire(self, fires: Sequence[ScheduleFire]) -> list[str | None]:
+        """Record each fire and insert its job, all in one transaction (all or none).
+
+        A fire whose ``(schedule, fire_at)`` is already recorded, by any process or
+        earlier in the same batch, is skipped: its job is not inserted and None stands in
+        its place. For each fire recorded, the id of its job is returned (for a job whose
+        unique key an unfinished job holds, that job's id, as :meth:`job_insert_many`
+        returns it). The fire record is what makes each fire one job across every
+        scheduler of the store; the rules of ``rules.check_fires`` are enforced first.
+        """
+
+    @abc.abstractmethod
+    def schedule_last_fires(self) -> dict[str, FireRecord]:
+        """The latest recorded fire of each schedule that has one, by schedule name.
+        Stored rows that do not read as a fire record (written by hand) are left out."""
+
+    @abc.abstractmethod
+    def schedule_prune(self, *, older_than: float) -> int:
+        """Delete fire records recorded more than ``older_than`` seconds ago on the
+        store's clock, except the latest fire of each schedule; return how many went.
+
+        Judged by when a record was written, not by its fire time: a fire caught up on
+        long after it was due keeps its record while other schedulers may still be
+        about to fire it."""
 
     # -- wake-ups ------------------------------------------------------------------------
     @abc.abstractmethod

@@ -1,6 +1,7 @@
 """What both stores must agree on, written once: column lists, derived states, list
 filters, the counters, event kinds and texts of outcomes and rescues, a cancel request
-that outlives its run, process statuses, the task names processes publish.
+that outlives its run, process statuses, the task names processes publish, the fire
+records of schedules.
 
 Each backend builds its SQL and its rows from these, so a rule changed here changes on
 SQLite and PostgreSQL together. SQL fragments are plain text: a backend passes in how it
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +22,7 @@ from offload.serialization import loads
 from offload.types import (
     TERMINAL_STATES,
     ErrorInfo,
+    FireRecord,
     JobFilter,
     JobRow,
     JobState,
@@ -27,6 +30,7 @@ from offload.types import (
     Outcome,
     ProcessInfo,
     Progress,
+    ScheduleFire,
 )
 
 # -- columns ---------------------------------------------------------------------------------
@@ -432,3 +436,79 @@ def merged_saved(stored: str | None, key: str, value: str) -> str | None:
         saved = {}
     saved[key] = new
     return json.dumps(saved, separators=(",", ":"), ensure_ascii=False)
+
+
+# -- schedules ---------------------------------------------------------------------------------
+
+#: Columns of a fire record, in :class:`FireRecord` field order.
+FIRE_COLUMNS = "schedule, fire_at, job_id, recorded_at"
+#: Longest schedule name (the same bound as a task name).
+MAX_SCHEDULE_NAME = 200
+#: Latest fire time accepted: the end of year 9999 UTC.
+MAX_FIRE_AT = 253402300799
+
+
+def check_fires(fires: Sequence[ScheduleFire]) -> None:
+    """Refuse a batch of fires that no store may record (ValueError naming the fire):
+    a schedule name that is not a non-empty str of at most :data:`MAX_SCHEDULE_NAME`,
+    a fire time that is not whole seconds (an int, never a float two machines could
+    compute differently) between 0 and :data:`MAX_FIRE_AT`."""
+    for index, f in enumerate(fires):
+        name = f.schedule
+        if not isinstance(name, str) or not name or len(name) > MAX_SCHEDULE_NAME:
+            raise ValueError(
+                f"fires[{index}]: expected schedule to be a non-empty str of at most "
+                f"{MAX_SCHEDULE_NAME} characters, got {name!r:.80}"
+            )
+        at = f.fire_at
+        if type(at) is not int or not 0 <= at <= MAX_FIRE_AT:
+            raise ValueError(
+                f"fires[{index}] of schedule {name!r}: expected fire_at to be whole epoch "
+                f"seconds (an int from 0 to {MAX_FIRE_AT}), got {at!r}"
+            )
+
+
+def unique_fires(fires: Sequence[ScheduleFire]) -> list[bool]:
+    """For each fire of a batch, whether it is the first naming its ``(schedule,
+    fire_at)``: a later one of the same batch is skipped like a recorded one."""
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for f in fires:
+        key = (f.schedule, f.fire_at)
+        out.append(key not in seen)
+        seen.add(key)
+    return out
+
+
+def fire_record(row: Sequence[Any]) -> FireRecord | None:
+    """A FireRecord from a row of :data:`FIRE_COLUMNS`; None for a row that does not
+    read as one (written by hand: a name that is not text, a fire time that is not whole
+    seconds in range, a job id that is not text, a time that is not a finite number)."""
+    schedule, at, job_id, recorded = row
+    if isinstance(at, float) and at.is_integer():
+        at = int(at)  # an integral REAL written by hand into SQLite
+    if (
+        not isinstance(schedule, str)
+        or not schedule
+        or type(at) is not int
+        or not 0 <= at <= MAX_FIRE_AT
+        or not isinstance(job_id, str)
+        or not isinstance(recorded, int | float)
+        or isinstance(recorded, bool)
+        or not math.isfinite(recorded)
+    ):
+        return None
+    return FireRecord(schedule, at, job_id, float(recorded))
+
+
+def last_fires(rows: Iterable[Sequence[Any]]) -> dict[str, FireRecord]:
+    """The latest readable fire record of each schedule among ``rows``."""
+    out: dict[str, FireRecord] = {}
+    for row in rows:
+        record = fire_record(row)
+        if record is None:
+            continue
+        seen = out.get(record.schedule)
+        if seen is None or record.fire_at > seen.fire_at:
+            out[record.schedule] = record
+    return dict(sorted(out.items()))

@@ -72,12 +72,15 @@ def run_worker(
     queues: Sequence[str] | None = None,
     started_by_fd: int | None = None,
     services: Sequence[str] | None = None,
+    schedules: bool = True,
 ) -> Stats:
     """Serve ``queues`` (default: every queue the app's tasks use) with ``concurrency``
     child processes (default ``settings.concurrency``) until SIGTERM or SIGINT.
 
     SIGTERM lets running jobs finish within ``settings.shutdown_grace``; a second SIGTERM
     or a SIGINT stops at once. Jobs cut short are requeued without using up an attempt.
+
+    The app's periodic schedules are fired too, unless ``schedules`` is False.
 
     ``started_by_fd`` is a starter's lock (``offload ensure``), closed once the pool holds
     its serving locks (see :mod:`offload.autostart.locks`).
@@ -96,6 +99,7 @@ def run_worker(
         concurrency=concurrency or app.settings.concurrency,
         started_by_fd=started_by_fd,
         services=None if services is None else tuple(services),
+        schedules=schedules,
     )
     # Refuse at once (SchemaError) a schema this code does not know, rather than start a
     # pool whose every store call would fail and be retried.
@@ -120,7 +124,10 @@ def run_services(
         raise ConfigError("the app registers no service, so there is nothing to run")
     queues = tuple(sorted({d.options.queue for d in definitions}))
     config = WorkerConfig(
-        queues=queues, concurrency=concurrency, services=tuple(d.name for d in definitions)
+        queues=queues,
+        concurrency=concurrency,
+        services=tuple(d.name for d in definitions),
+        schedules=False,  # schedules are fired by the pools and drains of the app
     )
     app.store.schema_check()
     return Supervisor(app, config).run()

@@ -24,7 +24,7 @@ with ``fast=False`` when the worker starts stopping (SIGTERM, a drain done) and 
 ends once stopping and no component is :meth:`~Component.busy`; then
 :meth:`~Component.close` on each, in the supervisor's closing order.
 
-**Adding a component** (a scheduler, a service host): write a class that subclasses
+**Adding a component** (a service host; see :mod:`.scheduler`): write a class that subclasses
 :class:`Component` (for the defaults) and implements :meth:`~Component.tick` and whichever
 hooks it needs; build it in ``Supervisor.__init__`` from :class:`Shared` and the
 components it talks to (pass callbacks rather than the supervisor); add it to

@@ -30,6 +30,7 @@ class WorkerConfig:
     ``exit_when_idle`` the supervisor stops once a claim finds nothing and no job runs.
     ``budget`` (seconds) stops it, as SIGTERM would, that long after it started, with or
     without ``exit_when_idle``; ``max_jobs`` stops claiming after that many jobs.
+    ``schedules`` False leaves the app's periodic schedules to other workers.
     """
 
     queues: tuple[str, ...]
@@ -48,6 +49,9 @@ class WorkerConfig:
     #: The services this supervisor hosts, by name: None for every one the app
     #: registers, empty for none (see :mod:`offload.services.host`).
     services: tuple[str, ...] | None = None
+    #: Fire the app's periodic schedules (``@app.periodic``); see
+    #: :mod:`offload.worker.scheduler`.
+    schedules: bool = True
 
     def __post_init__(self) -> None:
         if not self.queues:

@@ -37,10 +37,16 @@ def run_drain(
     concurrency: int | None = None,
     idle_exit: float | None = None,
     started_by_fd: int | None = None,
+    schedules: bool = True,
 ) -> DrainSummary:
     """Run due jobs of ``queues`` in child processes until none is left, ``budget``
     seconds have passed (running jobs then get ``shutdown_grace`` to finish) or
     ``max_jobs`` were claimed. Returns at once if another drain of the same queues runs.
+
+    Periodic schedules that are due are fired first (unless ``schedules`` is False),
+    so their jobs run in this drain: a store served by a cron drain alone still gets its
+    periodic jobs, one per fire; fires that fell due between two drains are caught up on
+    by each schedule's policy.
 
     With ``idle_exit`` it stays until nothing ran for that many seconds. A drain started
     by autostart (``started_by_fd``, the starter's lock) takes no store lock: the
@@ -64,7 +70,7 @@ def run_drain(
         queues=chosen, concurrency=concurrency or app.settings.concurrency, kind="drain",
         exit_when_idle=True, budget=budget, max_jobs=max_jobs,
         lock_name=None if autostarted else name, idle_exit=idle_exit,
-        started_by_fd=started_by_fd,
+        started_by_fd=started_by_fd, schedules=schedules,
         services=(),  # a drain exits once idle: services belong to pools
     )  # fmt: skip
     stats = Supervisor(app, config, worker_id=worker_id).run()

@@ -11,6 +11,8 @@ Each turn it handles stop signals, then ticks its components in order:
 * maintenance (:mod:`offload.worker.maintenance`) heartbeats: renews leases, writes the
   process table, renews a drain's lock, rescues expired leases, says which tasks have
   waiting jobs that no live worker registers;
+* the scheduler (:mod:`offload.worker.scheduler`) records the fires of periodic
+  schedules that are due, each with its job, once across every supervisor;
 * the claimer (:mod:`offload.worker.claims`) writes everything pending in one
   ``job_write`` transaction together with a claim of as many jobs as there are idle
   children (never more: no prefetch);
@@ -63,6 +65,7 @@ from offload.worker.maintenance.rescue import LeaseRescue
 from offload.worker.maintenance.rows import ProcessRows
 from offload.worker.maintenance.unknown_tasks import UnknownTasks
 from offload.worker.pool import Pool
+from offload.worker.scheduler import Scheduler
 from offload.worker.serving import Serving
 from offload.worker.signals import StopRequests
 from offload.worker.writes import Recorder, StoreGuard
@@ -115,6 +118,7 @@ class Supervisor:
                 Pruning(shared),
             ],
         )
+        scheduler = Scheduler(shared, on_fired=self._work_due)
         # The host-local locks autostart and ensure look for; a drain's idle exit.
         serving = Serving(
             shared, idle=lambda: not self._pool.busy(),
@@ -122,15 +126,16 @@ class Supervisor:
         )  # fmt: skip
         #: Ticked in this order each turn: the pool reads what its children sent before
         #: maintenance renews their leases, and both before the claimer writes it all;
-        #: serving last, to see what that claim found.
+        #: the scheduler before the claimer, so the jobs it fires are claimed in the same
+        #: turn; serving last, to see what that claim found.
         self._components: tuple[Component, ...] = (
-            self._pool, self._maintenance, self._claimer, serving,
+            self._pool, self._maintenance, scheduler, self._claimer, serving,
         )  # fmt: skip
         #: Closed in this order on exit: the children first (what they leave joins the
         #: pending writes), then those writes while the leases hold, then the process
         #: table and the lock.
         self._closing: tuple[Component, ...] = (
-            self._pool, self._claimer, self._maintenance, serving,
+            self._pool, self._claimer, self._maintenance, scheduler, serving,
         )  # fmt: skip
         services = self._service_host(shared)
         if services is not None:

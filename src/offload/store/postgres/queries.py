@@ -1,10 +1,11 @@
 """The PostgreSQL store's SQL: every statement as text, with the parameters each binds.
 
 Table names are written ``{jobs}``, ``{events}``, ``{messages}``, ``{processes}``,
-``{locks}``, ``{schema_version}`` (and ``{schema}``); ``{now}`` is the transaction's
-timestamp on the server. :class:`Composer` fills them in for one schema, always quoted as
-identifiers; every value is bound. Rules both stores share (column lists, derived states,
-filters, outcome counters and texts) come from ``store/rules.py``.
+``{locks}``, ``{schedule_fires}``, ``{schema_version}`` (and ``{schema}``); ``{now}`` is
+the transaction's timestamp on the server. :class:`Composer` fills them in for one
+schema, always quoted as identifiers; every value is bound. Rules both stores share
+(column lists, derived states, filters, outcome counters and texts) come from
+``store/rules.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from offload.types import TERMINAL_STATES, JobState, Outcome
 #: The transaction's timestamp on the server, as float epoch seconds.
 NOW = "date_part('epoch', now())"
 
-TABLES = ("jobs", "events", "messages", "processes", "locks", "keys", "schema_version")
+TABLES = (
+    "jobs", "events", "messages", "processes", "locks", "keys", "schedule_fires", "schema_version",
+)  # fmt: skip
 
 
 class Composer:
@@ -524,3 +527,28 @@ def count_bucket(state: str, stored: bool) -> str:
         " (SELECT count(*) FROM {events} WHERE job_id = ANY(ARRAY(SELECT id FROM d))),"
         " (SELECT count(*) FROM {messages} WHERE job_id = ANY(ARRAY(SELECT id FROM d)))"
     )
+
+
+# -- schedules ---------------------------------------------------------------------------------
+#: Record the fires not recorded yet (bound: schedules, fire times, job ids); returns the
+#: ones recorded. A fire that a concurrent transaction is recording waits for it to
+#: commit, then counts as recorded.
+INSERT_FIRES = (
+    f"INSERT INTO {{schedule_fires}} ({rules.FIRE_COLUMNS})"
+    " SELECT schedule, fire_at, job_id, {now}"
+    " FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS t(schedule, fire_at, job_id)"
+    " ON CONFLICT (schedule, fire_at) DO NOTHING RETURNING schedule, fire_at"
+)
+#: A recorded fire whose job was an unfinished job holding the same unique key.
+SET_FIRE_JOB = "UPDATE {schedule_fires} SET job_id = %s WHERE schedule = %s AND fire_at = %s"
+LAST_FIRES = (
+    f"SELECT DISTINCT ON (schedule) {rules.FIRE_COLUMNS} FROM {{schedule_fires}}"
+    " ORDER BY schedule, fire_at DESC"
+)
+#: Fires recorded longer ago than an age that a later fire of their schedule supersedes
+#: (bound: the age in seconds).
+PRUNE_FIRES = (
+    "DELETE FROM {schedule_fires} AS f WHERE f.recorded_at < {now} - %s AND EXISTS (SELECT 1"
+    " FROM {schedule_fires} AS later WHERE later.schedule = f.schedule"
+    " AND later.fire_at > f.fire_at)"
+)

@@ -1,5 +1,5 @@
 """The PostgreSQL store itself: the class that puts its parts together (jobs, runs,
-processes and locks, each a mixin of its own module, on the shared core) and its
+processes and locks, schedules, each a mixin of its own module, on the shared core) and its
 wake-ups."""
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from offload.store.postgres.listen import ListenWaiter
 from offload.store.postgres.processes import ProcessesMixin
 from offload.store.postgres.prune import PruneMixin
 from offload.store.postgres.runs import RunsMixin
+from offload.store.postgres.schedules import SchedulesMixin
 
 
-class PostgresStore(JobsMixin, RunsMixin, ProcessesMixin, PruneMixin):
+# SchedulesMixin first: it builds on JobsMixin (a fire's job is inserted as any other).
+class PostgresStore(SchedulesMixin, JobsMixin, RunsMixin, ProcessesMixin, PruneMixin):
     """The store for ``postgresql://`` urls. See the package docstring."""
 
     def waiter(self, queues: Sequence[str]) -> Waiter:

@@ -48,7 +48,7 @@ class JobsMixin(Store):
         self._check_free_space()
         if connection is not None:
             return self._insert_on(connection, jobs)
-        ids = self.db.write(lambda c: _insert(c, jobs))
+        ids = self.db.write(lambda c: insert_jobs(c, jobs))
         self._waker.wake(j.queue for j in jobs)
         return ids
 
@@ -66,7 +66,7 @@ class JobsMixin(Store):
         if not self.db.migrated:
             self.db.conn()  # the tables must exist before the caller's transaction uses them
         try:
-            return _insert(connection, jobs)
+            return insert_jobs(connection, jobs)
         except sqlite3.DatabaseError as exc:
             raise translate(exc, self.path) from exc
 
@@ -200,7 +200,7 @@ class JobsMixin(Store):
         return self.db.write(prune)
 
 
-def _insert(c: sqlite3.Connection, jobs: Sequence[NewJob]) -> list[str]:
+def insert_jobs(c: sqlite3.Connection, jobs: Sequence[NewJob]) -> list[str]:
     """Insert ``jobs`` on ``c`` (in its transaction); their ids, or for a job whose unique
     key is held (see ``NewJob``), the id of the job that holds it."""
     now = clock.wall()

@@ -372,3 +372,22 @@ def count_bucket(stored: bool) -> str:
         f" (SELECT count(*) FROM offload_events WHERE job_id IN ({ids})),"
         f" (SELECT count(*) FROM offload_messages WHERE job_id IN ({ids}))"
     )
+
+
+# -- schedules ---------------------------------------------------------------------------------
+FIRE_RECORDED = "SELECT 1 FROM offload_schedule_fires WHERE schedule = ? AND fire_at = ?"
+#: Bound: schedule, fire time, job id, now.
+INSERT_FIRE = f"INSERT INTO offload_schedule_fires ({rules.FIRE_COLUMNS}) VALUES (?, ?, ?, ?)"
+#: The latest fire of each schedule (SQLite takes the other columns from the row of the
+#: max). Rows whose fire time is not an integer (written by hand) are not candidates.
+LAST_FIRES = (
+    "SELECT schedule, max(fire_at), job_id, recorded_at FROM offload_schedule_fires"
+    " WHERE typeof(fire_at) = 'integer' GROUP BY schedule"
+)
+#: Fires recorded before a cutoff that a later fire of their schedule supersedes (bound:
+#: the cutoff).
+PRUNE_FIRES = (
+    "DELETE FROM offload_schedule_fires WHERE recorded_at < ? AND EXISTS (SELECT 1"
+    " FROM offload_schedule_fires AS later WHERE later.schedule = offload_schedule_fires.schedule"
+    " AND later.fire_at > offload_schedule_fires.fire_at)"
+)

@@ -1,5 +1,5 @@
 """The SQLite store itself: the class that puts its parts together (jobs, runs,
-processes and locks, each a mixin of its own module) and its lifecycle."""
+processes and locks, schedules, each a mixin of its own module) and its lifecycle."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ from offload.store.sqlite.jobs import JobsMixin
 from offload.store.sqlite.processes import ProcessesMixin
 from offload.store.sqlite.prune import PruneMixin
 from offload.store.sqlite.runs import RunsMixin
+from offload.store.sqlite.schedules import SchedulesMixin
 from offload.store.sqlite.wake import SocketWaiter, WakeSender, wake_dir
 
 
-class SQLiteStore(JobsMixin, RunsMixin, ProcessesMixin, PruneMixin):
+# SchedulesMixin first: it builds on JobsMixin (a fire's job is inserted as any other).
+class SQLiteStore(SchedulesMixin, JobsMixin, RunsMixin, ProcessesMixin, PruneMixin):
     """The embedded default store. See the package docstring."""
 
     def __init__(self, settings: Settings) -> None:
