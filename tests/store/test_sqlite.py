@@ -151,3 +151,17 @@ def test_a_rescue_is_not_stopped_by_a_crash_count_written_by_hand(lite: SQLiteSt
     rescued = lite.lease_rescue_expired(crash_limit=3)
     assert sorted(r.job_id for r in rescued) == sorted([bad.id, good.id])
     assert all(r.state is JobState.QUEUED for r in rescued)
+
+
+def test_job_counts_follow_an_enqueue_on_the_callers_connection(lite: SQLiteStore) -> None:
+    lite.migrate()
+    conn = sqlite3.connect(lite.path)
+    try:
+        lite.job_insert_many([job(queue="own")], connection=conn)
+        conn.rollback()
+        assert lite.job_counts() == {}
+        lite.job_insert_many([job(queue="own")], connection=conn)
+        conn.commit()
+        assert lite.job_counts() == {("own", "queued"): 1}
+    finally:
+        conn.close()
