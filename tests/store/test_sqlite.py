@@ -169,3 +169,17 @@ def test_fire_rows_written_by_hand_are_left_out(lite: SQLiteStore) -> None:
     last = lite.schedule_last_fires()
 
     assert list(last) == ["a"] and last["a"].fire_at == 1_800_000_000
+
+
+def test_job_counts_follow_an_enqueue_on_the_callers_connection(lite: SQLiteStore) -> None:
+    lite.migrate()
+    conn = sqlite3.connect(lite.path)
+    try:
+        lite.job_insert_many([job(queue="own")], connection=conn)
+        conn.rollback()
+        assert lite.job_counts() == {}
+        lite.job_insert_many([job(queue="own")], connection=conn)
+        conn.commit()
+        assert lite.job_counts() == {("own", "queued"): 1}
+    finally:
+        conn.close()

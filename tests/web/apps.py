@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 
-from offload import JobContext, Offload
+from offload import Cancel, JobContext, Offload
 
 app = Offload()
 
@@ -56,3 +56,26 @@ def private(n: int) -> dict[str, int]:
 @app.task(name="web.later", queue="late")
 def later() -> None:
     """Never run by the tests: jobs of it wait, scheduled or overdue."""
+
+
+def _gate_or_cancel(ctx: JobContext, path: str) -> None:
+    deadline = time.monotonic() + 90
+    while not os.path.exists(path):
+        if ctx.cancel_requested:
+            raise Cancel("stopped from the dashboard")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {path} never opened")
+        time.sleep(0.02)
+
+
+@app.task(name="web.flaky", context=True, queue="browser", retries=0)
+def flaky(ctx: JobContext, gate_dir: str) -> str:
+    """Steps through STEPS gates (``<gate_dir>/a<attempt>-step-<n>``), stopping when
+    cancelled; the first attempt then fails."""
+    ctx.message(f"attempt {ctx.attempt} started")
+    for step in range(1, STEPS + 1):
+        ctx.progress(step, total=STEPS, message=f"step {step}")
+        _gate_or_cancel(ctx, os.path.join(gate_dir, f"a{ctx.attempt}-step-{step}"))
+    if ctx.attempt == 1:
+        raise RuntimeError("the first attempt fails on purpose")
+    return "second attempt done"

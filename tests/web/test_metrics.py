@@ -73,6 +73,17 @@ def test_metrics_show_the_stores_jobs_latency_and_workers(
     key = (("host", supervisor.host), ("kind", "supervisor"), ("worker", supervisor.id))
     assert metrics["offload_worker_jobs_served_total"] == {key: 5.0}
     assert metrics["offload_worker_jobs_failed_total"] == {key: 2.0}
+    # Run times: all five runs, each in some bucket, cumulative up to +Inf.
+    assert metrics["offload_job_run_seconds_count"] == {key: 5.0}
+    assert 0 < metrics["offload_job_run_seconds_sum"][key] < 60
+    buckets = {
+        dict(labels)["le"]: n
+        for labels, n in metrics["offload_job_run_seconds_bucket"].items()
+        if dict(labels)["worker"] == supervisor.id
+    }
+    assert buckets["+Inf"] == 5.0 and buckets["3600.0"] == 5.0
+    values = [buckets[le] for le in sorted(buckets, key=lambda le: float(le))]
+    assert values == sorted(values)  # cumulative
     rss = metrics["offload_process_rss_bytes"]
     kinds = sorted(dict(labels)["kind"] for labels in rss)
     assert kinds == ["child", "supervisor"]

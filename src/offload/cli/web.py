@@ -1,4 +1,4 @@
-"""``offload web``: the web application (status endpoint, metrics) under uvicorn."""
+"""``offload web``: the web application (dashboard, status endpoint, metrics) under uvicorn."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from offload.cli.common import EXIT_USAGE, app_options, handle_errors
 
 DEFAULT_BIND = "127.0.0.1:8787"
 PASSWORD_VARIABLE = "OFFLOAD_WEB_PASSWORD"
+READ_ONLY_VARIABLE = "OFFLOAD_WEB_READ_ONLY_PASSWORD"
 
 
 def parse_bind(text: str) -> tuple[str, int]:
@@ -33,21 +34,23 @@ def parse_bind(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def read_password(password_file: Path | None) -> str | None:
-    """The password from ``--password-file`` (its first line), else from
-    ``OFFLOAD_WEB_PASSWORD``; None when neither is given."""
+def read_password(
+    password_file: Path | None, variable: str = PASSWORD_VARIABLE, option: str = "--password-file"
+) -> str | None:
+    """The password from the file given to ``option`` (its first line), else from the
+    environment ``variable`` (``OFFLOAD_WEB_PASSWORD``); None when neither is given."""
     if password_file is not None:
         try:
             lines = password_file.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise click.BadParameter(
-                f"cannot read {password_file}: {exc}", param_hint="--password-file"
+                f"cannot read {password_file}: {exc}", param_hint=option
             ) from exc
         password = lines[0].strip() if lines else ""
         if not password:
-            raise click.BadParameter(f"{password_file} is empty", param_hint="--password-file")
+            raise click.BadParameter(f"{password_file} is empty", param_hint=option)
         return password
-    return os.environ.get(PASSWORD_VARIABLE) or None
+    return os.environ.get(variable) or None
 
 
 @click.command()
@@ -68,8 +71,16 @@ def read_password(password_file: Path | None) -> str | None:
 @click.option(
     "--password-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help=f"File whose first line is the password for /metrics (or set {PASSWORD_VARIABLE}).",
+    help="File whose first line is the admin password for the dashboard and /metrics "
+    f"(or set {PASSWORD_VARIABLE}).",
 )
+@click.option(
+    "--read-only-password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File whose first line is the password of the read-only role: sees the dashboard "
+    f"and /metrics, may not act (or set {READ_ONLY_VARIABLE}).",
+)
+@click.option("--no-dashboard", is_flag=True, help="Serve no dashboard.")
 @click.option("--no-metrics", is_flag=True, help="Serve no /metrics.")
 @click.option("--access-log", is_flag=True, help="Log every request (status URLs hold tokens).")
 @handle_errors
@@ -78,12 +89,15 @@ def web(
     bind: str,
     allowed_hosts: tuple[str, ...],
     password_file: Path | None,
+    read_only_password_file: Path | None,
+    no_dashboard: bool,
     no_metrics: bool,
     access_log: bool,
 ) -> None:
-    """Serve the status endpoint and /metrics with uvicorn.
+    """Serve the dashboard, the status endpoint and /metrics with uvicorn.
 
     \b
+    GET /                 the dashboard: overview, jobs, processes (admin acts, read-only looks)
     GET /status/{token}   a job's public status (tokens: job.status_token())
     GET /metrics          Prometheus metrics read from the store
     GET /static/offload-status.js   the progress-bar helper for your pages
@@ -93,13 +107,16 @@ def web(
     """
     host, port = parse_bind(bind)
     password = read_password(password_file)
+    read_only = read_password(
+        read_only_password_file, READ_ONLY_VARIABLE, "--read-only-password-file"
+    )
     from offload.web.security import is_loopback
 
-    if not is_loopback(host) and password is None:
+    if not is_loopback(host) and password is None and read_only is None:
         click.echo(
             f"error: refusing to serve on {host}, beyond loopback, without credentials: "
             f"set {PASSWORD_VARIABLE} or pass --password-file (HTTP basic authentication "
-            "for /metrics), or bind 127.0.0.1 behind a reverse proxy",
+            "for the dashboard and /metrics), or bind 127.0.0.1 behind a reverse proxy",
             err=True,
         )
         sys.exit(EXIT_USAGE)
@@ -120,8 +137,9 @@ def web(
     from offload.web.security import LOOPBACK_NAMES
 
     asgi = create_app(
-        app, allowed_hosts=[*LOOPBACK_NAMES, *hosts], password=password, metrics=not no_metrics
-    )
+        app, allowed_hosts=[*LOOPBACK_NAMES, *hosts], password=password,
+        read_only_password=read_only, metrics=not no_metrics, dashboard=not no_dashboard,
+    )  # fmt: skip
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"offload web on http://{shown}:{port} (store: {app.store.location})", err=True)
     if not app.settings.secret:

@@ -197,6 +197,14 @@ class Store(abc.ABC):
         """Number of jobs by ``(queue, state)``."""
 
     @abc.abstractmethod
+    def job_finished_by_minute(self, minutes: int) -> dict[tuple[float, str], int]:
+        """Jobs that finished in the last ``minutes`` whole minutes (the current one
+        included, on the store's clock), by ``(start of their minute, state)``: what a
+        jobs-per-minute chart draws. Minutes and states with none are left out. Raises
+        ConfigError unless ``minutes`` is an int from 1 to ``rules.MAX_MINUTES``.
+        """
+
+    @abc.abstractmethod
     def queue_latency(self, queues: Sequence[str]) -> dict[str, float]:
         """How late each of these queues runs: the seconds since the ``run_at`` of its
         oldest due job (queued, ``run_at`` reached), on the store's clock. A queue with

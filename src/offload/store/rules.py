@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from offload.errors import SerializationError
+from offload.errors import ConfigError, SerializationError
 from offload.serialization import loads
 from offload.types import (
     TERMINAL_STATES,
@@ -187,6 +187,38 @@ def job_filter_sql(
         where.append(f"id < {param('before_id')}")
         values["before_id"] = filter.before_id
     return ("WHERE " + " AND ".join(where)) if where else "", values
+
+
+# -- finished jobs by minute --------------------------------------------------------------------
+
+#: Longest window :meth:`Store.job_finished_by_minute` reads: a week of minutes.
+MAX_MINUTES = 7 * 24 * 60
+
+
+def check_minutes(minutes: object) -> int:
+    """``minutes`` of :meth:`Store.job_finished_by_minute`, checked: an int from 1 to
+    :data:`MAX_MINUTES`. Raises ConfigError naming the value otherwise."""
+    if type(minutes) is not int or not 1 <= minutes <= MAX_MINUTES:
+        raise ConfigError(f"expected minutes to be an int from 1 to {MAX_MINUTES}, got {minutes!r}")
+    return minutes
+
+
+def minutes_since(now: float, minutes: int) -> float:
+    """The start of the first of the last ``minutes`` whole minutes (the current one
+    included) at ``now``: jobs that finished at or after it are counted."""
+    return (now // 60) * 60 - (minutes - 1) * 60
+
+
+def finished_by_minute(rows: Iterable[Sequence[Any]]) -> dict[tuple[float, str], int]:
+    """``(minute start, state, count)`` rows as a dict; what is not a finished state or a
+    count (a row written by hand) is left out."""
+    out: dict[tuple[float, str], int] = {}
+    for minute, state, n in rows:
+        if state not in TERMINAL_STATES or not isinstance(minute, int | float):
+            continue
+        key = (float(minute), str(state))
+        out[key] = out.get(key, 0) + int(n)
+    return out
 
 
 # -- outcomes ----------------------------------------------------------------------------------

@@ -2,6 +2,11 @@
 
 Routes (relative to where it is mounted):
 
+``GET /``, ``/jobs``, ``/jobs/{id}``, ``/processes``
+    The operator's dashboard (:mod:`offload.web.dashboard`): the overview, the jobs,
+    a job's detail, the process table; and the actions on jobs (``POST``, admin role,
+    CSRF-checked), each confirmed first. Behind the credentials when any are
+    configured.
 ``GET /status/{token}``
     A job's public status as JSON, for the user who holds the token
     (``job.status_token()``). An unknown, forged or expired token, or one for a job
@@ -56,27 +61,38 @@ def create_app(
     *,
     allowed_hosts: Sequence[str] | None = None,
     password: str | None = None,
+    read_only_password: str | None = None,
     authorize: Authorize | None = None,
     metrics: bool = True,
+    dashboard: bool = True,
 ) -> Starlette:
-    """The web application for ``app``: the status endpoint, its helper script and
-    ``/metrics``.
+    """The web application for ``app``: the dashboard, the status endpoint, its helper
+    script and ``/metrics``::
+
+        web = create_app(app, allowed_hosts=["jobs.example.com"], password="...")
 
     ``allowed_hosts`` are the names clients may reach it by (``Host``); others get 400.
     Default: the loopback names (``localhost``, ``127.0.0.1``, ``::1``); ``["*"]``
-    turns the check off (a proxy in front checks it). ``password`` (HTTP basic, any
-    user name) or ``authorize`` (``request -> bool``, sync or async: the host
-    application's own login) guard ``/metrics``; a host list that reaches beyond
-    loopback requires one of them, or ``metrics=False``. The status endpoint needs the
+    turns the check off (a proxy in front checks it).
+
+    The dashboard and ``/metrics`` are behind the credentials: ``password`` gives the
+    ``admin`` role (may retry, cancel, delete), ``read_only_password`` the ``read-only``
+    role (sees everything, acts on nothing), both by HTTP basic authentication with any
+    user name; ``authorize`` (``request -> True | "admin" | "read-only" | False |
+    None``, sync or async) hands the decision to the host application's own login.
+    Without any of them everyone is admin, so a host list that reaches beyond loopback
+    requires one, or ``dashboard=False, metrics=False``. The status endpoint needs the
     ``secret`` setting and is public by design: the token is the credential.
     """
     hosts = default_hosts() if allowed_hosts is None else normalise_hosts(allowed_hosts)
-    credentials = Credentials(password, authorize)
-    if metrics and not credentials.configured and not all(is_loopback(h) for h in hosts):
+    credentials = Credentials(password, authorize, read_only_password)
+    guarded = [name for name, on in (("the dashboard", dashboard), ("/metrics", metrics)) if on]
+    if guarded and not credentials.configured and not all(is_loopback(h) for h in hosts):
         beyond = ", ".join(sorted(h for h in hosts if not is_loopback(h)))
         raise ConfigError(
-            f"allowed_hosts reach beyond loopback ({beyond}) but /metrics has no "
-            "credentials: pass password=... or authorize=..., or metrics=False"
+            f"allowed_hosts reach beyond loopback ({beyond}) but {' and '.join(guarded)} "
+            "have no credentials: pass password=... or authorize=..., or "
+            "dashboard=False and metrics=False"
         )
     secret = app.settings.secret
 
@@ -92,6 +108,10 @@ def create_app(
         Route("/status/{token}", status, methods=["GET"]),
         Mount("/static", StaticFiles(packages=[("offload.web", "static")]), name="static"),
     ]
+    if dashboard:
+        from offload.web.dashboard import routes as dashboard_routes
+
+        routes.extend(dashboard_routes(app, credentials))
     if metrics:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 

@@ -16,6 +16,10 @@ processes report the same figures, and a restart loses nothing. What is exported
     from the process table. These only grow while the process lives and a new process
     starts a new series, which is what Prometheus counters are: ``rate()`` and
     ``increase()`` work on them across restarts.
+``offload_job_run_seconds{worker, kind, host}`` (histogram)
+    Run times of the jobs each running worker or drain ran since it started, from the
+    histogram it publishes in its process row (see :mod:`offload.histogram`). A new
+    process starts a new series, as for the counters above.
 ``offload_process_rss_bytes{process, kind, host, pid, parent}`` (gauge)
     Resident memory of each live process (supervisors, children, drains) at its last
     heartbeat.
@@ -24,9 +28,8 @@ processes report the same figures, and a restart loses nothing. What is exported
 ``offload_store_up`` and ``offload_scrape_seconds`` (gauges)
     Whether the store answered, and how long reading it took.
 
-There is no run-duration histogram: the store keeps one start and one end per job, so
-a histogram would mean reading every finished job at each scrape (or keeping counts
-that workers would have to write); see docs/howto/metrics.md.
+The run-duration histogram is counted by the workers themselves, not read from the
+jobs: reading every finished job's times at each scrape would not scale.
 """
 
 from __future__ import annotations
@@ -36,12 +39,19 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
+from offload import histogram
 from offload.errors import OffloadError
 from offload.store.rules import GONE_AFTER_BEATS
 from offload.types import JobState
+from offload.views import decode
 
 if TYPE_CHECKING:
     from offload.app import Offload
@@ -117,6 +127,11 @@ class StoreCollector(Collector):
             "Resident memory of a live process at its last heartbeat.",
             labels=["process", "kind", "host", "pid", "parent"],
         )
+        runs = HistogramMetricFamily(
+            "offload_job_run_seconds",
+            "Run times of the jobs this worker or drain ran since it started.",
+            labels=labels,
+        )
         by_status: dict[tuple[str, str], int] = {}
         for p in processes:
             by_status[p.kind, p.status] = by_status.get((p.kind, p.status), 0) + 1
@@ -126,8 +141,15 @@ class StoreCollector(Collector):
             if p.parent_id is None:
                 served.add_metric([p.id, p.kind, p.host], float(p.served))
                 failed.add_metric([p.id, p.kind, p.host], float(p.failed))
+                published = histogram.from_info(decode(p.info))
+                if published is not None:
+                    # Bounds spelled as Prometheus clients spell them ("0.005", "1.0").
+                    buckets = [(repr(float(le)), float(n)) for le, n in published.buckets]
+                    buckets.append(("+Inf", float(published.count)))
+                    runs.add_metric([p.id, p.kind, p.host], buckets, published.sum)
         yield served
         yield failed
+        yield runs
         yield rss
         table = GaugeMetricFamily(
             "offload_processes",

@@ -1,5 +1,6 @@
 """What every response of the web application gets: a Host check and security headers,
-and the credentials that guard the operator's routes (``/metrics``).
+and the credentials and roles that guard the operator's routes (the dashboard,
+``/metrics``).
 
 A pure ASGI middleware, so it covers every route, the static files and the errors alike
 (a 404 or a 500 carries the same headers as a 200).
@@ -14,7 +15,7 @@ import hmac
 import inspect
 import ipaddress
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from starlette.requests import Request
 
@@ -44,8 +45,17 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 _BAD_HOST = b'{"error":"bad host"}'
 
-#: ``authorize``: decides whether a request may use the operator's routes.
-Authorize = Callable[[Request], bool | Awaitable[bool]]
+#: What a user may do on the dashboard: ``admin`` sees and acts (retry, cancel, delete),
+#: ``read-only`` sees only. Both may read ``/metrics``.
+Role = Literal["admin", "read-only"]
+ADMIN: Role = "admin"
+READ_ONLY: Role = "read-only"
+ROLES: tuple[Role, ...] = (ADMIN, READ_ONLY)
+
+#: ``authorize``: the host application's verdict on a request: ``True`` or ``"admin"``
+#: (may act), ``"read-only"`` (may look), ``False`` or ``None`` (refused). Sync or async.
+Verdict = bool | Role | None
+Authorize = Callable[[Request], Verdict | Awaitable[Verdict]]
 
 
 def is_loopback(host: str) -> bool:
@@ -149,53 +159,77 @@ async def _bad_host(scope: Scope, send: Send) -> None:
 
 
 class Credentials:
-    """Who may use the operator's routes: anyone who knows ``password`` (HTTP basic
-    authentication, any user name), or whom ``authorize`` accepts (a hook into the host
-    application's own login). Without either, anyone who reaches the app may."""
+    """Who may use the operator's routes (the dashboard, ``/metrics``), and in which
+    role: whoever knows ``password`` is admin and whoever knows ``read_only_password``
+    read-only (HTTP basic authentication, any user name), and ``authorize`` (a hook into
+    the host application's own login) decides for everyone else. Without any of them,
+    anyone who reaches the app is admin (the default is reachable over loopback only)."""
 
-    def __init__(self, password: str | None, authorize: Authorize | None) -> None:
-        if password is not None and (not isinstance(password, str) or len(password) < 8):
-            raise ConfigError("expected password to be a str of at least 8 characters")
+    def __init__(
+        self,
+        password: str | None,
+        authorize: Authorize | None,
+        read_only_password: str | None = None,
+    ) -> None:
+        for name, value in (("password", password), ("read_only_password", read_only_password)):
+            if value is not None and (not isinstance(value, str) or len(value) < 8):
+                raise ConfigError(f"expected {name} to be a str of at least 8 characters")
+        if password is not None and password == read_only_password:
+            raise ConfigError("password and read_only_password must differ")
         if authorize is not None and not callable(authorize):
             raise ConfigError(f"expected authorize to be callable, got {authorize!r}")
-        self._digest = hashlib.sha256(password.encode()).digest() if password else None
+        self._digests: list[tuple[bytes, Role]] = [
+            (hashlib.sha256(secret.encode()).digest(), role)
+            for secret, role in ((password, ADMIN), (read_only_password, READ_ONLY))
+            if secret
+        ]
         self._authorize = authorize
 
     @property
     def configured(self) -> bool:
-        return self._digest is not None or self._authorize is not None
+        return bool(self._digests) or self._authorize is not None
 
     @property
     def basic(self) -> bool:
         """Whether a refused request should be asked for a password."""
-        return self._digest is not None
+        return bool(self._digests)
 
-    async def allows(self, request: Request) -> bool:
+    async def role(self, request: Request) -> Role | None:
+        """The role of whoever sent ``request``; None when refused."""
         if not self.configured:
-            return True
-        if self._digest is not None and self._password_matches(request):
-            return True
+            return ADMIN
+        given = self._basic_password(request) if self._digests else None
+        if given is not None:
+            digest = hashlib.sha256(given.encode()).digest()
+            for expected, role in self._digests:
+                if hmac.compare_digest(digest, expected):
+                    return role
         if self._authorize is not None:
             verdict = self._authorize(request)
             if inspect.isawaitable(verdict):
                 verdict = await verdict
-            return verdict is True
-        return False
+            if verdict is True:
+                return ADMIN
+            if isinstance(verdict, str) and verdict in ROLES:
+                return verdict
+        return None
 
-    def _password_matches(self, request: Request) -> bool:
-        assert self._digest is not None
+    async def allows(self, request: Request) -> bool:
+        """Whether ``request`` may read (any role)."""
+        return await self.role(request) is not None
+
+    @staticmethod
+    def _basic_password(request: Request) -> str | None:
         header = request.headers.get("authorization", "")
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic" or not encoded or len(encoded) > 1024:
-            return False
+            return None
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
-            return False
+            return None
         _, sep, given = decoded.partition(":")
-        if not sep:
-            return False
-        return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), self._digest)
+        return given if sep else None
 
 
 def default_hosts(extra: Sequence[str] = ()) -> frozenset[str]:

@@ -11,10 +11,11 @@ import os
 import secrets
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from offload.errors import ConfigError
+from offload.histogram import RunHistogram
 from offload.settings import check_identifier
 from offload.types import JobState, Outcome
 
@@ -90,8 +91,12 @@ class Stats:
     ``requeued`` counts jobs put back without using an attempt (handed back unstarted from
     a batch, or cut short by a shutdown): they are not runs. An outcome not yet written
     (or never written: the store stayed down) is not counted.
+
+    ``run_seconds`` counts the run times the children reported (published in the
+    process row for ``/metrics``; see :mod:`offload.histogram`).
     """
 
+    run_seconds: RunHistogram = field(default_factory=RunHistogram)
     succeeded: int = 0
     retried: int = 0
     failed: int = 0

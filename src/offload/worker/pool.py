@@ -364,7 +364,9 @@ class Pool(Component):
             if (outcome.job_id, outcome.attempt) == (job.id, job.attempt):
                 slot.child.note_peak_rss(int(message.get("peak_rss", 0)))
                 self._finish(slot, outcome)
-                self._sizer.note(job.queue, message.get("seconds"))
+                seconds = message.get("seconds")
+                self._sizer.note(job.queue, seconds)
+                self._shared.stats.run_seconds.observe(seconds)
                 self._spawn_failures = 0
                 if slot.waiting:
                     following = slot.next_job(time.monotonic())

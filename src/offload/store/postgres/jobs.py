@@ -162,6 +162,10 @@ class JobsMixin(PostgresCore):
                 counts[queue, "queued"] = counts.get((queue, "queued"), 0) - int(n)
         return {key: n for key, n in counts.items() if n > 0}
 
+    def job_finished_by_minute(self, minutes: int) -> dict[tuple[float, str], int]:
+        rows = self._read(Q.FINISHED_BY_MINUTE, (rules.check_minutes(minutes) - 1,))
+        return rules.finished_by_minute(rows)
+
     def queue_latency(self, queues: Sequence[str]) -> dict[str, float]:
         rows = self._read(Q.QUEUE_LATENCY, (list(dict.fromkeys(queues)),))
         return {q: float(age) for q, age in rows if age is not None and age >= 0}

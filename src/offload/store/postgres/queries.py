@@ -403,6 +403,13 @@ COUNTS = (
     " UNION ALL SELECT queue, 'scheduled', count(*) FROM {jobs}"
     f" WHERE {rules.scheduled_sql('{now}')} GROUP BY queue"
 )
+#: Finished jobs by minute and state over the last minutes (bound: minutes - 1), on the
+#: server's clock, from the index on finished_at.
+FINISHED_BY_MINUTE = (
+    "SELECT floor(finished_at / 60) * 60, state, count(*) FROM {jobs}"
+    " WHERE finished_at IS NOT NULL AND finished_at >= floor({now} / 60) * 60 - %s * 60"
+    f" AND state IN {FINISHED_STATES_SQL} GROUP BY 1, 2"
+)
 #: For each queue named (bound: a text array), the seconds since its oldest waiting
 #: job's run_at (NULL: none waits), from the claim index.
 QUEUE_LATENCY = (

@@ -104,11 +104,15 @@ class JobsMixin(Store):
     def job_counts(self) -> dict[tuple[str, str], int]:
         return _with_scheduled(self.db.read(Q.COUNTS, (clock.wall(),)))
 
+    def job_finished_by_minute(self, minutes: int) -> dict[tuple[float, str], int]:
+        since = rules.minutes_since(clock.wall(), rules.check_minutes(minutes))
+        return rules.finished_by_minute(self.db.read(Q.FINISHED_BY_MINUTE, (since,)))
+
     def queue_latency(self, queues: Sequence[str]) -> dict[str, float]:
         now = clock.wall()
         out: dict[str, float] = {}
         for queue in dict.fromkeys(queues):
-            (oldest,) = self.db.read(Q.OLDEST_QUEUED, (queue,))[0]
+            (oldest,) = self.db.read(Q.OLDEST_QUEUED, {"queue": queue})[0]
             if oldest is not None and oldest <= now:
                 out[queue] = now - float(oldest)
         return out

@@ -250,8 +250,24 @@ COUNTS = (
     " UNION ALL SELECT queue, 'scheduled', count(*) FROM offload_jobs"
     f" WHERE {rules.scheduled_sql('?')} GROUP BY queue"
 )
-#: The run_at of a queue's oldest waiting job (bound: queue), from the claim index.
-OLDEST_QUEUED = "SELECT min(run_at) FROM offload_jobs WHERE state = 'queued' AND queue = ?"
+#: Finished jobs by minute and state since a moment (bound: the moment), read from the
+#: retention index, which holds the finished ones only (no scan of the whole table).
+FINISHED_BY_MINUTE = (
+    "SELECT CAST(finished_at / 60 AS INTEGER) * 60, state, count(*) FROM offload_jobs"
+    f" WHERE state IN {FINISHED_STATES_SQL} AND finished_at >= ? GROUP BY 1, 2"
+)
+#: The run_at of a queue's oldest waiting job (bound by name: queue), from the claim
+#: index, which orders a queue's jobs by priority first: a plain min(run_at) would read
+#: every waiting job of the queue (and its row, for the state), so this steps from one
+#: priority to the next and takes the earliest run_at of each, a few seeks per priority.
+OLDEST_QUEUED = (
+    "WITH RECURSIVE p(v) AS ("
+    " SELECT max(priority) FROM offload_jobs WHERE state = 'queued' AND queue = :queue"
+    " UNION ALL SELECT (SELECT max(priority) FROM offload_jobs"
+    " WHERE state = 'queued' AND queue = :queue AND priority < p.v) FROM p WHERE p.v IS NOT NULL)"
+    " SELECT min((SELECT run_at FROM offload_jobs WHERE state = 'queued' AND queue = :queue"
+    " AND priority = p.v ORDER BY run_at LIMIT 1)) FROM p WHERE p.v IS NOT NULL"
+)
 
 
 def queues_of(ids: int) -> str:

@@ -16,6 +16,7 @@ import json
 import os
 import time
 
+from offload.histogram import INFO_KEY
 from offload.types import ProcessInfo
 from offload.worker.component import Shared
 from offload.worker.limits import peak_rss_self, rss_of
@@ -90,7 +91,8 @@ class ProcessRows(Duty):
                 queues=queues, started_at=self._started, served=stats.served,
                 failed=stats.errors, rss=rss, peak_rss=max(rss, peak_rss_self()),
                 info=json.dumps(
-                    {"concurrency": config.concurrency, "heartbeat": shared.settings.heartbeat}
+                    {"concurrency": config.concurrency, "heartbeat": shared.settings.heartbeat,
+                     INFO_KEY: stats.run_seconds.to_info()}
                 ),
             )
         ]  # fmt: skip

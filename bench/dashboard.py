@@ -1,0 +1,110 @@
+"""What the dashboard's pages cost over a big store: 1,000,000 jobs by default.
+
+    .venv/bin/python -m bench.dashboard                          # SQLite and PostgreSQL
+    .venv/bin/python -m bench.dashboard --stores sqlite --jobs 100000
+
+The store is filled as ``bench.metrics`` fills it (8 queues; 90 % succeeded, 5 % failed,
+...), then each page is requested through the web application (routing, the store, the
+templates; no network), ``--requests`` times: the newest page of the jobs list, a page
+half a million jobs deep (keyset paging: as fast as the first), the failed jobs (first
+page and deep), one queue, one job, the processes and the overview (counts by queue and
+state, jobs finished per minute). Prints the median and worst time of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import sys
+import time
+import warnings
+
+from bench.metrics import add_processes, fill_postgres, fill_sqlite
+from offload import Offload
+from offload.types import JobFilter, JobState
+
+
+def _paths(app: Offload, jobs: int) -> dict[str, str]:
+    store = app.store
+    (newest,) = store.job_list(JobFilter(limit=1))
+    middle = store.job_list(JobFilter(limit=1, before_id=_id(jobs // 2)))[0].id
+    deep_failed = store.job_list(JobFilter(state=JobState.FAILED, limit=1, before_id=middle))
+    return {
+        "jobs, newest page": "/jobs",
+        f"jobs, page {jobs // 2:,} deep": f"/jobs?before={middle}",
+        "failed, newest page": "/jobs?state=failed",
+        "failed, deep page": f"/jobs?state=failed&before={deep_failed[0].id}",
+        "one queue, newest page": "/jobs?queue=q3",
+        "one queue, deep page": f"/jobs?queue=q3&before={middle}",
+        "one job": f"/jobs/{newest.id}",
+        "processes": "/processes",
+        "overview": "/",
+    }
+
+
+def _id(i: int) -> str:
+    """The id bench.metrics gives job number ``i``."""
+    return f"{i // 1000:08x}-0000-7000-8000-{i:012x}"
+
+
+def measure(app: Offload, jobs: int, requests: int, fill: object) -> dict[str, list[float]]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the test client's own deprecation notice
+        from starlette.testclient import TestClient
+
+    from offload.web import create_app
+
+    app.migrate()
+    fill(app, jobs, app.store.now())  # type: ignore[operator]
+    add_processes(app)
+    client = TestClient(create_app(app, metrics=False), base_url="http://localhost")
+    out: dict[str, list[float]] = {}
+    for name, path in _paths(app, jobs).items():
+        response = client.get(path)  # warm: connections open, pages cached
+        if response.status_code != 200:
+            raise SystemExit(f"{path}: {response.status_code} {response.text[:300]}")
+        times = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            client.get(path)
+            times.append(time.perf_counter() - started)
+        out[name] = times
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=10)
+    parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument("--postgres-url", help="a server to make databases on (default: "
+                        "a throwaway one started here)")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.jobs < 1000 or args.requests < 1:
+        parser.error("--jobs must be at least 1000 and --requests positive")
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    if not stores or set(stores) - {"sqlite", "postgres"}:
+        parser.error("--stores: a comma-separated list of sqlite, postgres")
+    from bench.run import postgres_urls, sqlite_urls
+
+    print(f"{'store':<10} {'page':<28} {'median ms':>10} {'max ms':>10}")
+    for name in stores:
+        urls = sqlite_urls() if name == "sqlite" else postgres_urls(args.postgres_url)
+        fill = fill_sqlite if name == "sqlite" else fill_postgres
+        with urls as fresh:
+            app = Offload(fresh())
+            try:
+                results = measure(app, args.jobs, args.requests, fill)
+            finally:
+                app.close()
+        for page, times in results.items():
+            median, worst = 1000 * statistics.median(times), 1000 * max(times)
+            print(f"{name:<10} {page:<28} {median:>10.1f} {worst:>10.1f}")
+    given = sys.argv[1:] if argv is None else argv
+    print("reproduce: " + shlex.join([".venv/bin/python", "-m", "bench.dashboard", *given]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
