@@ -16,6 +16,8 @@ OffloadError`` catches them all::
     ├─ JobFailed              raised by ``Job.result()``: error type, message, traceback text
     ├─ JobCancelled           raised by ``Job.result()`` for a cancelled job
     ├─ JobNotFinished         ``Job.result()`` on a job that has not finished yet
+    ├─ GroupNotFound          no group has this id
+    ├─ GroupClosed            a member was added to a group that is already complete
     └─ WaitTimeout            ``Job.wait()`` ran out of time (also a ``TimeoutError``)
 
 Control flow raised by task code, not errors: :class:`Retry` (run again later) and
@@ -94,6 +96,14 @@ class JobCancelled(OffloadError):
 
 class JobNotFinished(OffloadError):
     """The job has no result yet: it is still scheduled, queued or running."""
+
+
+class GroupNotFound(OffloadError, LookupError):
+    """No group has this id."""
+
+
+class GroupClosed(OffloadError):
+    """The group is complete (its callback is stored): no member can be added to it."""
 
 
 class WaitTimeout(OffloadError, TimeoutError):

@@ -16,7 +16,7 @@ from typing import Any
 
 from offload.errors import SerializationError
 from offload.serialization import loads
-from offload.types import JobEvent, JobMessage, JobRow, ProcessInfo
+from offload.types import GroupRow, JobEvent, JobMessage, JobRow, ProcessInfo
 
 _PAYLOADS = ("args", "kwargs", "options", "result", "error", "saved")
 
@@ -39,6 +39,14 @@ def job_dict(row: JobRow) -> dict[str, Any]:
     data["progress"]["percent"] = row.progress.percent
     for key in _PAYLOADS:
         data[key] = decode(data[key])
+    return data
+
+
+def group_dict(row: GroupRow) -> dict[str, Any]:
+    """A group: every stored field, the state as its name, and ``done``."""
+    data = dataclasses.asdict(row)
+    data["state"] = row.state.value
+    data["done"] = row.done
     return data
 
 

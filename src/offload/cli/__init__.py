@@ -14,6 +14,7 @@ _COMMANDS = {
     "ps": ("offload.cli.ps", "ps"),
     "jobs": ("offload.cli.jobs", "jobs"),
     "enqueue": ("offload.cli.jobs", "enqueue"),
+    "groups": ("offload.cli.groups", "groups"),
     "migrate": ("offload.cli.migrate", "migrate"),
     "prune": ("offload.cli.prune", "prune"),
     "ensure": ("offload.cli.launch", "ensure"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from offload.store.base import Waiter
+from offload.store.postgres.groups import GroupsMixin
 from offload.store.postgres.jobs import JobsMixin
 from offload.store.postgres.listen import ListenWaiter
 from offload.store.postgres.processes import ProcessesMixin
@@ -14,7 +15,7 @@ from offload.store.postgres.prune import PruneMixin
 from offload.store.postgres.runs import RunsMixin
 
 
-class PostgresStore(JobsMixin, RunsMixin, ProcessesMixin, PruneMixin):
+class PostgresStore(GroupsMixin, JobsMixin, RunsMixin, ProcessesMixin, PruneMixin):
     """The store for ``postgresql://`` urls. See the package docstring."""
 
     def waiter(self, queues: Sequence[str]) -> Waiter:

@@ -12,6 +12,7 @@ from offload.store.migrate import check_version
 from offload.store.sqlite import clock
 from offload.store.sqlite import queries as Q
 from offload.store.sqlite.connection import BACKEND, Database, database_path
+from offload.store.sqlite.groups import GroupsMixin
 from offload.store.sqlite.jobs import JobsMixin
 from offload.store.sqlite.processes import ProcessesMixin
 from offload.store.sqlite.prune import PruneMixin
@@ -19,7 +20,7 @@ from offload.store.sqlite.runs import RunsMixin
 from offload.store.sqlite.wake import SocketWaiter, WakeSender, wake_dir
 
 
-class SQLiteStore(JobsMixin, RunsMixin, ProcessesMixin, PruneMixin):
+class SQLiteStore(GroupsMixin, JobsMixin, RunsMixin, ProcessesMixin, PruneMixin):
     """The embedded default store. See the package docstring."""
 
     def __init__(self, settings: Settings) -> None:
