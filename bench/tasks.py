@@ -18,3 +18,8 @@ def noop(i: int) -> None:
 def sleep10(i: int) -> None:
     """An I/O-bound job: 10 ms of waiting."""
     time.sleep(0.01)
+
+
+@app.task(queue="bench", retries=0)
+def group_done(group_id: str, succeeded: int, failed: int) -> None:
+    """The callback of the group benchmark (bench/groups.py)."""

@@ -34,3 +34,18 @@ def test_feed_refresh_example_keeps_its_promises(tmp_path):
     assert "30 visitors asked for a refresh of 'news': 1 job stored" in out.stdout
     assert "at most 2 at once (limit 2)" in out.stdout
     assert "reindexes run: 1, with version [5]" in out.stdout
+
+
+def test_bulk_import_runs_both_stages_and_each_callback_once(tmp_path):
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    env.pop("OFFLOAD_URL", None)
+    out = subprocess.run(
+        [sys.executable, "examples/bulk_import.py", "3000"], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    # 3000 lines: one split job, then halves down to 375 lines: 1 + 1 + 2 + 4 + 8 jobs.
+    assert out.stdout.count("import group ") == 1
+    assert "16 jobs succeeded, 0 failed" in out.stdout
+    assert out.stdout.count("post-processing group ") == 1
+    assert "post-processing: 3000 records (3000 distinct)" in out.stdout

@@ -21,6 +21,8 @@ from offload.errors import (
     Cancel,
     ConfigError,
     ConfigWarning,
+    GroupClosed,
+    GroupNotFound,
     JobCancelled,
     JobFailed,
     JobNotFinished,
@@ -42,10 +44,11 @@ from offload.errors import (
     TaskNotFound,
     WaitTimeout,
 )
+from offload.groups import Group
 from offload.jobs import Job
 from offload.settings import Settings
 from offload.tasks import Task
-from offload.types import ErrorInfo, JobState, Progress
+from offload.types import ErrorInfo, GroupState, JobState, Progress
 
 __version__ = "0.1.0"
 
@@ -54,6 +57,10 @@ __all__ = [
     "ConfigError",
     "ConfigWarning",
     "ErrorInfo",
+    "Group",
+    "GroupClosed",
+    "GroupNotFound",
+    "GroupState",
     "Job",
     "JobCancelled",
     "JobContext",

@@ -13,7 +13,8 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, Protocol, TypeVar, Unpack, overload
 
 from offload.context import JobContext
-from offload.errors import ConfigError, ConfigWarning, JobNotFound, TaskNotFound
+from offload.errors import ConfigError, ConfigWarning, GroupNotFound, JobNotFound, TaskNotFound
+from offload.groups import Group
 from offload.jobs import Job
 from offload.settings import Settings
 from offload.store.base import Store
@@ -296,6 +297,47 @@ class Offload:
         if record is None:
             raise JobNotFound(f"no job with id {job_id!r}")
         return Job(self, record)
+
+    # -- groups ----------------------------------------------------------------------------
+    def group(
+        self,
+        name: str | None = None,
+        *,
+        then: Task[Any, Any] | None = None,
+        after: Group | str | None = None,
+        stop_on_failure: bool = False,
+    ) -> Group:
+        """Store a new open group; add members with ``group.add(task, *args)``.
+
+        ``then``: a task run once, when every member is final, with keyword arguments
+        ``group_id``, ``succeeded`` and ``failed``. ``after``: a group (stage) that must
+        be complete before this one's members run. ``stop_on_failure``: a failed member
+        of this group stops the stages after it. Use as ``with app.group(then=cb) as g:``
+        to seal it when the block ends (see :mod:`offload.groups`).
+        """
+        from offload import groups
+
+        return groups.create(
+            self, name=name, then=then, after=after, stop_on_failure=stop_on_failure
+        )
+
+    def get_group(self, group_id: str) -> Group:
+        """The group with this id; GroupNotFound if there is none."""
+        row = self.store.group_get(str(group_id))
+        if row is None:
+            raise GroupNotFound(f"no group with id {group_id!r}")
+        return Group(self, row)
+
+    def _run_group_followups(self, group_id: str) -> None:
+        """Inline mode: once the group is complete, run what its completion made due
+        (its callback, the members of the stages after it), as a worker would."""
+        row = self.store.group_get(group_id)
+        if row is None or row.completed_at is None:
+            return
+        from offload.execution import Runner  # the executor is needed only in inline mode
+
+        queues = sorted({t.options.queue for t in self.tasks.values()})
+        Runner(self, worker_id=f"inline-{os.getpid()}").run(queues=queues)
 
     def enqueue_by_name(
         self,

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import contextvars
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offload.reporters import Reporter
 from offload.serialization import dumps_limited
+
+if TYPE_CHECKING:
+    from offload.app import Offload
+    from offload.groups import Group
 
 PROGRESS_INTERVAL = 0.1  # seconds between two progress writes of one job
 #: Saved keys under this prefix are public: the end-user status endpoint shows them.
@@ -43,6 +47,7 @@ class JobContext:
         attempt: int,
         reporter: Reporter,
         max_payload_bytes: int = 1024 * 1024,
+        app: Offload | None = None,
     ) -> None:
         self.id = job_id
         self.task = task
@@ -55,6 +60,22 @@ class JobContext:
         self._current = 0.0
         self._total: float | None = None
         self._message: str | None = None
+        self._app = app
+        self._adds = 0
+
+    @property
+    def group(self) -> Group | None:
+        """The group this job is a member of (read from the store), or None. Members it
+        adds there (``ctx.group.add(...)``) keep the group from completing before them."""
+        if self._app is None:
+            return None
+        group_id = self._app.store.group_of_job(self.id)
+        return self._app.get_group(group_id) if group_id is not None else None
+
+    def _next_add(self) -> int:
+        """The number of this run's next added group member (see ``groups.derived_id``)."""
+        self._adds += 1
+        return self._adds
 
     def progress(
         self, current: float, total: float | None = None, message: str | None = None

@@ -16,6 +16,8 @@ OffloadError`` catches them all::
     ├─ JobFailed              raised by ``Job.result()``: error type, message, traceback text
     ├─ JobCancelled           raised by ``Job.result()`` for a cancelled job
     ├─ JobNotFinished         ``Job.result()`` on a job that has not finished yet
+    ├─ GroupNotFound          no group has this id
+    ├─ GroupClosed            a member was added to a group that is already complete
     ├─ WaitTimeout            ``Job.wait()`` ran out of time (also a ``TimeoutError``)
     └─ ServiceError           a named service could not do what was asked
        ├─ ServiceNotFound     the app registers no service of this name
@@ -100,6 +102,14 @@ class JobCancelled(OffloadError):
 
 class JobNotFinished(OffloadError):
     """The job has no result yet: it is still scheduled, queued or running."""
+
+
+class GroupNotFound(OffloadError, LookupError):
+    """No group has this id."""
+
+
+class GroupClosed(OffloadError):
+    """The group is complete (its callback is stored): no member can be added to it."""
 
 
 class WaitTimeout(OffloadError, TimeoutError):

@@ -56,7 +56,7 @@ def execute(
         )  # fmt: skip
     ctx = JobContext(
         job_id=job.id, task=job.task, queue=job.queue, attempt=job.attempt, reporter=reporter,
-        max_payload_bytes=app.settings.max_payload_bytes,
+        max_payload_bytes=app.settings.max_payload_bytes, app=app,
     )  # fmt: skip
     token = _set_current(ctx)
     try:

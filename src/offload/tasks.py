@@ -22,6 +22,7 @@ from offload.types import JobState, NewJob
 
 if TYPE_CHECKING:
     from offload.app import Offload
+    from offload.groups import Group
     from offload.jobs import Job
 
 P = ParamSpec("P")
@@ -352,6 +353,34 @@ class Task(Generic[P, R]):
                     f"keyword arguments, got {type(item).__name__}"
                 )
         return self.app._enqueue(jobs, self.call.connection, [self] * len(jobs))
+
+    def map(
+        self,
+        items: Iterable[Any],
+        *,
+        chunk: int = 100,
+        then: Task[Any, Any] | None = None,
+        name: str | None = None,
+        group: Group | None = None,
+    ) -> Group:
+        """Fan ``items`` out into jobs of up to ``chunk`` items each (the task gets the
+        list as its one argument), all members of one group, added in one transaction.
+
+        A new group (``then``, ``name``), sealed on return; or, with ``group``, members
+        added to that group, left as it is (open or sealed).
+
+        >>> import_rows.map(rows, chunk=500, then=report).wait(timeout=600)
+        """
+        if group is None:
+            from offload.groups import create
+
+            new = create(self.app, name=name or f"{self.name}.map", then=then)
+            new.map(self, items, chunk=chunk)
+            return new.seal()
+        if then is not None or name is not None:
+            raise ConfigError("then= and name= make a new group: pass them without group=")
+        group.map(self, items, chunk=chunk)
+        return group
 
     def _new_job(self, args: list[Any], kwargs: dict[str, Any], index: int | None = None) -> NewJob:
         """A job of this task; ``index`` is the item's place in an enqueue_many call,

@@ -21,7 +21,8 @@ TRACEBACK_LIMIT = 32 * 1024
 
 
 class JobState(enum.StrEnum):
-    """Where a job is in its life. ``scheduled`` is a queued job whose ``run_at`` is ahead."""
+    """Where a job is in its life. ``scheduled`` is a queued job whose ``run_at`` is ahead;
+    ``waiting`` is a member of a group stage whose previous stage is not complete yet."""
 
     SCHEDULED = "scheduled"
     QUEUED = "queued"
@@ -30,6 +31,8 @@ class JobState(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     QUARANTINED = "quarantined"
+    #: Last, so that tables listing states keep the columns they had before it.
+    WAITING = "waiting"
 
     @property
     def finished(self) -> bool:
@@ -339,3 +342,69 @@ class ErrorInfo:
             tb = "...\n" + tb[-TRACEBACK_LIMIT:]
         value = {"type": self.type, "message": self.message[:TRACEBACK_LIMIT], "traceback": tb}
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+# -- groups ------------------------------------------------------------------------------------
+
+
+class GroupState(enum.StrEnum):
+    """Where a group is: ``open`` (members may still be added by anyone), ``sealed`` (only
+    its running members add members; complete once none is unfinished), ``waiting`` (a
+    stage whose previous stage is not complete), ``complete`` (its callback is stored)."""
+
+    OPEN = "open"
+    SEALED = "sealed"
+    WAITING = "waiting"
+    COMPLETE = "complete"
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackSpec:
+    """The job a group stores when it completes: a task and its options, called with
+    keyword arguments ``group_id``, ``succeeded`` and ``failed``."""
+
+    task: str
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: int = 1
+    timeout: float | None = None
+    options: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class NewGroup:
+    """A group to create. ``after``: the group (stage) that must complete before this
+    one's members may run; ``stop_on_failure``: when this group completes with failed
+    members, the stages after it do not run (their members end ``cancelled``)."""
+
+    id: str
+    name: str | None = None
+    callback: CallbackSpec | None = None
+    callback_id: str | None = None
+    after: str | None = None
+    stop_on_failure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    """A snapshot of one stored group. ``failed`` counts every member that ended other
+    than ``succeeded`` (failed, cancelled, quarantined)."""
+
+    id: str
+    name: str | None
+    state: GroupState
+    created_at: float
+    completed_at: float | None
+    total: int
+    succeeded: int
+    failed: int
+    after: str | None
+    stop_on_failure: bool
+    stopped: bool
+    callback_task: str | None
+    callback_id: str | None
+
+    @property
+    def done(self) -> int:
+        """Members in a final state."""
+        return self.succeeded + self.failed

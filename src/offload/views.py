@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from offload.errors import SerializationError
 from offload.serialization import loads
-from offload.types import FireRecord, JobEvent, JobMessage, JobRow, ProcessInfo
+from offload.types import FireRecord, GroupRow, JobEvent, JobMessage, JobRow, ProcessInfo
 
 if TYPE_CHECKING:
     from offload.scheduling.periodic import Periodic
@@ -43,6 +43,14 @@ def job_dict(row: JobRow) -> dict[str, Any]:
     data["progress"]["percent"] = row.progress.percent
     for key in _PAYLOADS:
         data[key] = decode(data[key])
+    return data
+
+
+def group_dict(row: GroupRow) -> dict[str, Any]:
+    """A group: every stored field, the state as its name, and ``done``."""
+    data = dataclasses.asdict(row)
+    data["state"] = row.state.value
+    data["done"] = row.done
     return data
 
 

@@ -16,7 +16,7 @@ import signal
 import sqlite3
 import time
 
-from offload import Offload, current_job
+from offload import JobContext, Offload, current_job
 
 app = Offload()
 small_app = Offload()
@@ -158,3 +158,28 @@ for _app in (app, small_app):
     _app.task(hog, retries=0, memory_limit=64 * 1024 * 1024)
 app.task(later)
 app.task(limited, retries=5, limit=("api", 2))
+
+
+# -- groups ---------------------------------------------------------------------------------
+
+
+@app.task(context=True)
+def fan_out(ctx: JobContext, depth: int, width: int, ms: int = 0) -> int:
+    """A group member that adds ``width`` members (each fanning out to ``depth - 1``)
+    to its own group, then works ``ms`` milliseconds: a kill then hits it after its adds
+    and before its outcome."""
+    ledger("start")
+    if depth > 0:
+        group = ctx.group
+        assert group is not None, "fan_out runs as a member of a group"
+        group.add_many(fan_out, [(depth - 1, width, ms)] * width)
+    if ms:
+        time.sleep(ms / 1000)
+    ledger("done")
+    return depth
+
+
+@app.task
+def group_done(group_id: str, succeeded: int, failed: int) -> None:
+    """A group's callback: its counts go to the ledger in the phase of its row."""
+    ledger(f"callback {group_id} {succeeded} {failed}")

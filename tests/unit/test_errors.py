@@ -11,7 +11,7 @@ from offload.types import ErrorInfo
 
 def test_every_documented_error_is_exported_and_derives_from_offload_error() -> None:
     documented = re.findall(r"[├└]─ (\w+)", errors.__doc__ or "")
-    assert "SchemaError" in documented and len(documented) == 19
+    assert "SchemaError" in documented and len(documented) == 21
     for name in documented:
         assert name in offload.__all__, name
         assert issubclass(getattr(offload, name), offload.OffloadError), name

@@ -15,6 +15,7 @@ _COMMANDS = {
     "ps": ("offload.cli.ps", "ps"),
     "jobs": ("offload.cli.jobs", "jobs"),
     "enqueue": ("offload.cli.jobs", "enqueue"),
+    "groups": ("offload.cli.groups", "groups"),
     "migrate": ("offload.cli.migrate", "migrate"),
     "prune": ("offload.cli.prune", "prune"),
     "schedules": ("offload.cli.schedules", "schedules"),

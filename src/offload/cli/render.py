@@ -26,6 +26,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 PIPE_WIDTH = 200
 
 STATE_STYLES = {
+    JobState.WAITING: "dim",
     JobState.SCHEDULED: "cyan",
     JobState.QUEUED: "blue",
     JobState.RUNNING: "yellow",

@@ -29,12 +29,14 @@ from offload.types import (
     ClaimedJob,
     ClaimRequest,
     FireRecord,
+    GroupRow,
     JobEvent,
     JobFilter,
     JobMessage,
     JobRow,
     JobState,
     MessageAdd,
+    NewGroup,
     NewJob,
     Outcome,
     ProcessInfo,
@@ -232,6 +234,45 @@ class Store(abc.ABC):
     def job_prune_count(self, policy: RetentionPolicy) -> PruneResult:
         """What :meth:`job_prune_expired` would delete now, all batches together
         (reads only)."""
+
+    # -- groups --------------------------------------------------------------------------
+    # A member counts as ``succeeded``, or ``failed`` for any other final state. Whatever
+    # makes a member final (an outcome, a rescue, a cancel, a delete; a retry makes it
+    # unfinished again) updates its group's counters in the same transaction, and
+    # completes the group there when it is started, sealed (or stopped) and every member
+    # is final: completion stores the callback job (with the id chosen at creation, so at
+    # most once) and starts the stages after it, or stops them (their waiting members end
+    # ``cancelled``) when the group has ``stop_on_failure`` and a failed member.
+    @abc.abstractmethod
+    def group_create(self, group: NewGroup) -> GroupRow:
+        """Store a new open group. With ``after``, it is a stage: its members wait
+        (state ``waiting``) until that group is complete; GroupNotFound if there is no
+        such group."""
+
+    @abc.abstractmethod
+    def group_add(self, group_id: str, jobs: Sequence[NewJob]) -> list[str]:
+        """Insert members of a group in one transaction; return their ids in order.
+
+        A job whose id is already stored is not inserted again nor counted (a retried
+        member adding the same members). GroupNotFound for an unknown group, GroupClosed
+        (naming it) for a complete one, ConfigError for a member with a unique key."""
+
+    @abc.abstractmethod
+    def group_seal(self, group_id: str) -> GroupRow:
+        """Seal the group: it completes once every member is final (at once if they
+        are). Sealing a sealed or complete group changes nothing. GroupNotFound if none."""
+
+    @abc.abstractmethod
+    def group_get(self, group_id: str) -> GroupRow | None:
+        """The group with this id, or None."""
+
+    @abc.abstractmethod
+    def group_list(self, *, limit: int = 50, before_id: str | None = None) -> list[GroupRow]:
+        """Groups newest first (before ``before_id`` if given)."""
+
+    @abc.abstractmethod
+    def group_of_job(self, job_id: str) -> str | None:
+        """The id of the group this job is a member of, or None."""
 
     # -- processes -----------------------------------------------------------------------
     @abc.abstractmethod

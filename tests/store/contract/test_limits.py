@@ -12,7 +12,7 @@ from typing import Any
 from offload.store import Store, open_store
 from offload.types import ClaimRequest, Outcome
 from tests.fixtures.postgres import store_settings
-from tests.store.contract.helpers import Q, add, claim, state
+from tests.store.contract.helpers import Q, add, claim, job, state
 
 
 def running_with(store: Store, key: str) -> int:
@@ -166,3 +166,14 @@ def test_processes_claiming_and_finishing_never_exceed_the_limit(store: Store) -
     assert peaks and max(peaks) <= 2
     assert store.job_counts() == {("default", "succeeded"): 60}
     assert Counter(w for got in results for w, _ in got)  # every claim was seen
+
+
+def test_members_of_a_group_keep_their_limit(store: Store) -> None:
+    from offload.ids import uuid7
+    from offload.types import NewGroup
+
+    group = store.group_create(NewGroup(id=uuid7()))
+    ids = store.group_add(group.id, [job(limit_key="api", limit_max=1) for _ in range(3)])
+    row = store.job_get(ids[0])
+    assert row is not None and (row.limit_key, row.limit_max) == ("api", 1)
+    assert len(claim(store, 10)) == 1

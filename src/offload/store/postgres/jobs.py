@@ -180,7 +180,7 @@ class JobsMixin(PostgresCore):
                 if job_id not in found or job_id in out:
                     continue
                 state, attempt = found[job_id]
-                if state is JobState.QUEUED:
+                if state is JobState.QUEUED or state is JobState.WAITING:
                     c.execute(self.q(Q.CANCEL_QUEUED), (job_id,))
                     self._event(
                         c,

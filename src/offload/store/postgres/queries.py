@@ -23,7 +23,8 @@ from offload.types import TERMINAL_STATES, JobState, Outcome
 NOW = "date_part('epoch', now())"
 
 TABLES = (
-    "jobs", "events", "messages", "processes", "locks", "keys", "schedule_fires", "schema_version",
+    "jobs", "events", "messages", "processes", "locks", "keys", "schedule_fires", "groups",
+    "schema_version",
 )  # fmt: skip
 
 
@@ -420,7 +421,8 @@ QUEUE_LATENCY = (
 # -- cancel, retry, delete, prune --------------------------------------------------------------
 LOCK_FOR_CANCEL = "SELECT id, state, attempt FROM {jobs} WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
 CANCEL_QUEUED = (
-    "UPDATE {jobs} SET state = 'cancelled', finished_at = {now} WHERE id = %s AND state = 'queued'"
+    "UPDATE {jobs} SET state = 'cancelled', finished_at = {now}"
+    " WHERE id = %s AND state IN ('queued', 'waiting')"
 )
 REQUEST_CANCEL = "UPDATE {jobs} SET cancel_requested = true WHERE id = %s"
 RETRY = (
@@ -559,3 +561,42 @@ PRUNE_FIRES = (
     " FROM {schedule_fires} AS later WHERE later.schedule = f.schedule"
     " AND later.fire_at > f.fire_at)"
 )
+# -- groups (counters and completion: triggers of migration 0005) -------------------------------
+GROUP_COLUMNS = rules.GROUP_COLUMNS
+INSERT_GROUP = (
+    "INSERT INTO {groups} (id, name, created_at, started, after_id, stop_on_failure,"
+    " callback_id, callback_task, callback_queue, callback_priority, callback_max_attempts,"
+    " callback_timeout, callback_options) VALUES (%(id)s, %(name)s, {now}, %(started)s,"
+    " %(after)s, %(stop_on_failure)s, %(callback_id)s, %(task)s, %(queue)s, %(priority)s,"
+    " %(max_attempts)s, %(timeout)s, %(options)s)"
+)
+#: Whether the group named as ``after`` is complete, and stops the stages after it; its
+#: row locked, so it cannot complete between this read and the insert.
+GROUP_PREVIOUS = (
+    "SELECT completed_at IS NOT NULL, stop_on_failure AND failed > 0"
+    " FROM {groups} WHERE id = %s FOR UPDATE"
+)
+STOP_GROUP = "UPDATE {groups} SET stopped = true WHERE id = %s"
+GET_GROUP = f"SELECT {GROUP_COLUMNS} FROM {{groups}} WHERE id = %s"
+#: The group, locked: an add or a seal waits for a write that is completing it.
+LOCK_GROUP = f"SELECT {GROUP_COLUMNS} FROM {{groups}} WHERE id = %s FOR UPDATE"
+LIST_GROUPS = f"SELECT {GROUP_COLUMNS} FROM {{groups}} ORDER BY id DESC LIMIT %s"
+LIST_GROUPS_BEFORE = (
+    f"SELECT {GROUP_COLUMNS} FROM {{groups}} WHERE id < %s ORDER BY id DESC LIMIT %s"
+)
+#: Members (bound: one array per column of ``t``, then their state and group); an id
+#: already stored is skipped (a retried member adding the same members). Returns the
+#: ids inserted.
+INSERT_MEMBERS = (
+    "INSERT INTO {jobs} (id, task, queue, state, priority, args, kwargs, max_attempts,"
+    " created_at, run_at, timeout, options, group_id, limit_key, limit_max)"
+    " SELECT t.id, t.task, t.queue, %s, t.priority, t.args, t.kwargs, t.max_attempts, {now},"
+    " coalesce(t.run_at, {now} + t.delay), t.timeout, t.options, %s, t.limit_key, t.limit_max"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::text[], %s::text[],"
+    " %s::int[], %s::float8[], %s::float8[], %s::float8[], %s::text[], %s::text[], %s::int[])"
+    " AS t(id, task, queue, priority, args, kwargs, max_attempts, run_at, delay, timeout,"
+    " options, limit_key, limit_max) ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+GROW_GROUP = "UPDATE {groups} SET total = total + %s WHERE id = %s"
+SEAL_GROUP = "UPDATE {groups} SET sealed = true WHERE id = %s AND NOT sealed"
+GROUP_OF_JOB = "SELECT group_id FROM {jobs} WHERE id = %s"

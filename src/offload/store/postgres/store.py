@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from offload.store.base import Waiter
+from offload.store.postgres.groups import GroupsMixin
 from offload.store.postgres.jobs import JobsMixin
 from offload.store.postgres.listen import ListenWaiter
 from offload.store.postgres.processes import ProcessesMixin
@@ -15,8 +16,8 @@ from offload.store.postgres.runs import RunsMixin
 from offload.store.postgres.schedules import SchedulesMixin
 
 
-# SchedulesMixin first: it builds on JobsMixin (a fire's job is inserted as any other).
-class PostgresStore(SchedulesMixin, JobsMixin, RunsMixin, ProcessesMixin, PruneMixin):
+# SchedulesMixin and GroupsMixin first: they build on JobsMixin.
+class PostgresStore(SchedulesMixin, GroupsMixin, JobsMixin, RunsMixin, ProcessesMixin, PruneMixin):
     """The store for ``postgresql://`` urls. See the package docstring."""
 
     def waiter(self, queues: Sequence[str]) -> Waiter:

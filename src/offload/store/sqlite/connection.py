@@ -73,6 +73,8 @@ class Database:
                 raise StoreUnavailable(f"{self.path}: could not enable WAL (got {mode})")
             conn.execute(f"PRAGMA synchronous = {self.settings.synchronous}")
             conn.execute("PRAGMA foreign_keys = OFF")
+            # Group completion cascades through triggers (migration 0005).
+            conn.execute("PRAGMA recursive_triggers = ON")
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
         return conn
@@ -162,8 +164,19 @@ class Database:
 
 
 def _split_sql(script: str) -> list[str]:
+    """The statements of a migration; a trigger's body (``BEGIN ... END;``) stays whole."""
     lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    out: list[str] = []
+    pending = ""
+    for piece in "\n".join(lines).split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                out.append(pending.strip().rstrip(";"))
+            pending = ""
+    if pending.strip(" \n;"):
+        out.append(pending.strip().rstrip(";"))
+    return out
 
 
 def is_locked(exc: sqlite3.OperationalError) -> bool:

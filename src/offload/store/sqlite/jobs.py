@@ -127,7 +127,7 @@ class JobsMixin(Store):
                 if row is None:
                     continue
                 state, attempt = JobState(row[0]), row[1]
-                if state is JobState.QUEUED:
+                if state is JobState.QUEUED or state is JobState.WAITING:
                     c.execute(Q.CANCEL_QUEUED, (now, job_id))
                     add_event(
                         c,

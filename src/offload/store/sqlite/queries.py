@@ -277,7 +277,8 @@ def queues_of(ids: int) -> str:
 # -- cancel, retry, delete, prune --------------------------------------------------------------
 STATE_AND_ATTEMPT = "SELECT state, attempt FROM offload_jobs WHERE id = ?"
 CANCEL_QUEUED = (
-    "UPDATE offload_jobs SET state = 'cancelled', finished_at = ? WHERE id = ? AND state = 'queued'"
+    "UPDATE offload_jobs SET state = 'cancelled', finished_at = ?"
+    " WHERE id = ? AND state IN ('queued', 'waiting')"
 )
 REQUEST_CANCEL = "UPDATE offload_jobs SET cancel_requested = 1 WHERE id = ?"
 RETRY = (
@@ -407,3 +408,36 @@ PRUNE_FIRES = (
     " FROM offload_schedule_fires AS later WHERE later.schedule = offload_schedule_fires.schedule"
     " AND later.fire_at > offload_schedule_fires.fire_at)"
 )
+# -- groups (counters and completion: triggers of migration 0005) -------------------------------
+GROUP_COLUMNS = rules.GROUP_COLUMNS
+#: Bound by name: the columns of a new group (started and stopped decided by the caller).
+INSERT_GROUP = (
+    "INSERT INTO offload_groups (id, name, created_at, started, after_id, stop_on_failure,"
+    " callback_id, callback_task, callback_queue, callback_priority, callback_max_attempts,"
+    " callback_timeout, callback_options) VALUES (:id, :name, :now, :started, :after,"
+    " :stop_on_failure, :callback_id, :task, :queue, :priority, :max_attempts, :timeout,"
+    " :options)"
+)
+#: Whether the group named as ``after`` is complete, and stops the stages after it.
+GROUP_PREVIOUS = (
+    "SELECT completed_at IS NOT NULL, stop_on_failure = 1 AND failed > 0"
+    " FROM offload_groups WHERE id = ?"
+)
+#: Stopped by the stage before it (fires the completion trigger).
+STOP_GROUP = "UPDATE offload_groups SET stopped = 1 WHERE id = ?"
+GET_GROUP = f"SELECT {GROUP_COLUMNS} FROM offload_groups WHERE id = ?"
+LIST_GROUPS = f"SELECT {GROUP_COLUMNS} FROM offload_groups ORDER BY id DESC LIMIT ?"
+LIST_GROUPS_BEFORE = (
+    f"SELECT {GROUP_COLUMNS} FROM offload_groups WHERE id < ? ORDER BY id DESC LIMIT ?"
+)
+#: Bound: the job columns, the member's state and its group; an id already stored is
+#: skipped (a retried member adding the same members).
+INSERT_MEMBER = (
+    "INSERT INTO offload_jobs (id, task, queue, state, priority, args, kwargs,"
+    " max_attempts, created_at, run_at, timeout, options, group_id, limit_key, limit_max)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
+#: Bound: members inserted, group (fires the completion trigger).
+GROW_GROUP = "UPDATE offload_groups SET total = total + ? WHERE id = ?"
+SEAL_GROUP = "UPDATE offload_groups SET sealed = 1 WHERE id = ? AND sealed = 0"
+GROUP_OF_JOB = "SELECT group_id FROM offload_jobs WHERE id = ?"

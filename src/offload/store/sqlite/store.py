@@ -12,6 +12,7 @@ from offload.store.migrate import check_version
 from offload.store.sqlite import clock
 from offload.store.sqlite import queries as Q
 from offload.store.sqlite.connection import BACKEND, Database, database_path
+from offload.store.sqlite.groups import GroupsMixin
 from offload.store.sqlite.jobs import JobsMixin
 from offload.store.sqlite.processes import ProcessesMixin
 from offload.store.sqlite.prune import PruneMixin
@@ -20,8 +21,8 @@ from offload.store.sqlite.schedules import SchedulesMixin
 from offload.store.sqlite.wake import SocketWaiter, WakeSender, wake_dir
 
 
-# SchedulesMixin first: it builds on JobsMixin (a fire's job is inserted as any other).
-class SQLiteStore(SchedulesMixin, JobsMixin, RunsMixin, ProcessesMixin, PruneMixin):
+# SchedulesMixin and GroupsMixin first: they build on JobsMixin.
+class SQLiteStore(SchedulesMixin, GroupsMixin, JobsMixin, RunsMixin, ProcessesMixin, PruneMixin):
     """The embedded default store. See the package docstring."""
 
     def __init__(self, settings: Settings) -> None:
