@@ -12,7 +12,7 @@ with :func:`offload.store.rules.process_statuses`, never here.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from offload.errors import SerializationError
@@ -95,6 +95,43 @@ def service_of(p: ProcessInfo) -> tuple[str, str] | None:
     return (name if isinstance(name, str) else "", address if isinstance(address, str) else "")
 
 
+def stopped_long_ago(p: ProcessInfo, now: float, shown: float) -> bool:
+    """The process stopped more than ``shown`` seconds ago (listings hide it by default)."""
+    return p.status == "stopped" and p.stopped_at is not None and now - p.stopped_at > shown
+
+
+def service_list(
+    rows: Sequence[ProcessInfo], registered: Iterable[str], now: float
+) -> list[dict[str, Any]]:
+    """Every service instance of the process table, by name, then in start order: the
+    process row (as :func:`process_dict`) with the service's ``name`` and ``address``
+    and ``registered`` (the app declares that name); plus, for each registered service
+    that has no running instance, an entry of ``status`` ``down`` (its process fields
+    None)."""
+    declared = set(registered)
+    out: list[dict[str, Any]] = []
+    running: set[str] = set()
+    for p in rows:
+        found = service_of(p)
+        if found is None:
+            continue
+        data = process_dict(p, now)
+        data["name"], data["address"] = found
+        data["registered"] = found[0] in declared
+        if p.status == "running":
+            running.add(found[0])
+        out.append(data)
+    for name in sorted(declared - running):
+        out.append({
+            "name": name, "address": None, "registered": True, "status": "down", "id": None,
+            "host": None, "pid": None, "uptime": None, "served": None, "failed": None,
+            "rss": None, "peak_rss": None, "started_at": None, "heartbeat_at": None,
+            "stopped_at": None,
+        })  # fmt: skip
+    out.sort(key=lambda s: s["name"])  # stable: instances stay in start order
+    return out
+
+
 def tree_order(rows: Sequence[ProcessInfo]) -> list[ProcessInfo]:
     """Each process followed by its children (rows come in start order already)."""
     ids = {p.id for p in rows}
@@ -121,6 +158,15 @@ def tree_order(rows: Sequence[ProcessInfo]) -> list[ProcessInfo]:
     for p in rows:  # a parent cycle has no root; list what is left as it came
         visit(p)
     return out
+
+
+def schedule_list(
+    declared: Mapping[str, Periodic], last: Mapping[str, FireRecord], now: float
+) -> list[dict[str, Any]]:
+    """Every schedule the app declares or the store has fires of (``last``, as
+    ``schedule_last_fires()`` returns it), by name, each as :func:`schedule_dict`."""
+    names = sorted({*declared, *last})
+    return [schedule_dict(n, declared.get(n), last.get(n), now) for n in names]
 
 
 def schedule_dict(

@@ -1,6 +1,7 @@
 """The dashboard in a real browser (Debian's chromium driven by Playwright), on SQLite and
 PostgreSQL: a job is enqueued, watched progressing live on its page, fails, is retried
-from the dashboard, and cancelled while it runs again. Every step is saved as a
+from the dashboard, and cancelled while it runs again; the schedules and services pages
+follow a worker's fires and requests. Every step is saved as a
 screenshot under ``test-artifacts/dashboard/<store>/`` of the checkout (or under
 ``$OFFLOAD_TEST_ARTIFACTS``), replaced by the next run and printed,
 and the browser must report no console error, so no Content-Security-Policy violation.
@@ -19,6 +20,7 @@ from offload.types import JobState
 from tests.fixtures import processes
 from tests.fixtures.processes import ROOT
 from tests.web import apps
+from tests.web.conftest import Live
 from tests.web.servers import WebServer
 from tests.web.test_browser import CHROMIUM
 
@@ -145,3 +147,66 @@ def test_a_job_watched_failed_retried_and_cancelled_from_the_dashboard(
     assert problems == []  # no script error, no Content-Security-Policy violation
     saved = sorted(p.name for p in shots.iterdir())
     assert len(saved) == 11 and all((shots / name).stat().st_size > 0 for name in saved)
+
+
+def test_the_schedules_and_services_pages_update_themselves(live: Live, store_url: str) -> None:
+    """The schedules page shows fires as they happen and links the last one's job; the
+    services page shows the requests an instance serves and a service that is down;
+    both without a reload, and without a console error."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium", pytrace=False)
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=WAIT_MS)
+    shots = artifacts(("sqlite" if store_url.startswith("sqlite") else "postgres") + "-pages")
+    print(f"\nschedules and services screenshots: {shots}")
+    base = live.server.base
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 700})
+            page.set_default_timeout(WAIT_MS)
+            _watch_problems(page, problems)
+
+            # The schedule fires every second: its last fire moves on by itself.
+            page.goto(f"{base}/schedules")
+            every = page.locator('tr[data-schedule="web-every-second"]')
+            last_job = every.locator("td.id a")
+            expect(last_job).to_have_count(1)
+            first = last_job.inner_text()
+            expect(last_job).not_to_have_text(first)
+            expect(page.locator('tr[data-schedule="web-weekly"] td.last-fire')).to_have_text(
+                "never"
+            )
+            page.screenshot(path=str(shots / "1-schedules.png"), full_page=True)
+            job_id = last_job.inner_text()
+            last_job.click()
+            expect(page.locator("h1")).to_contain_text(job_id)
+            expect(page.locator("#state")).to_have_attribute("data-state", "succeeded")
+            page.screenshot(path=str(shots / "2-fire-job.png"))
+
+            # The services page: web-echo running, web-idle down; calls show up live.
+            page.get_by_role("link", name="Services").click()
+            echo = page.locator('tr[data-service="web-echo"][data-status="running"]')
+            expect(echo).to_have_count(1)
+            expect(page.locator('tr[data-service="web-idle"] .status.down')).to_have_count(1)
+            served = echo.locator("td[data-served]")
+            before = int(served.get_attribute("data-served") or "0")
+            for n in range(5):
+                live.app.services["web-echo"].call({"n": n}, timeout=30)
+            expect(served).to_have_attribute("data-served", str(before + 5))
+            page.screenshot(path=str(shots / "3-services.png"), full_page=True)
+
+            # The worker stops: the instance is stopped, and the service down.
+            live.stop_worker()
+            expect(page.locator('tr[data-service="web-echo"] .status.down')).to_have_count(1)
+            expect(page.locator('tr[data-service="web-echo"] .status.stopped')).to_have_count(1)
+            page.screenshot(path=str(shots / "4-services-down.png"), full_page=True)
+        finally:
+            browser.close()
+    assert problems == []  # no script error, no Content-Security-Policy violation
+    saved = sorted(p.name for p in shots.iterdir())
+    assert len(saved) == 4 and all((shots / name).stat().st_size > 0 for name in saved)

@@ -13,7 +13,7 @@ from offload.app import Offload
 from offload.cli.common import app_options, handle_errors
 from offload.cli.render import cell, escape_controls, human_duration, json_line, make_console
 from offload.cli.render import timestamp as utc
-from offload.views import schedule_dict
+from offload.views import schedule_list
 
 
 @click.command()
@@ -32,8 +32,7 @@ def schedules(app: Offload, as_json: bool) -> None:
     store = app.store
     last = store.schedule_last_fires()
     now = store.now()
-    names = sorted({*app.schedules, *last})
-    rows = [schedule_dict(n, app.schedules.get(n), last.get(n), now) for n in names]
+    rows = schedule_list(app.schedules, last, now)
     if as_json:
         for row in rows:
             click.echo(json_line(row))

@@ -97,7 +97,8 @@ def web(
     """Serve the dashboard, the status endpoint and /metrics with uvicorn.
 
     \b
-    GET /                 the dashboard: overview, jobs, processes (admin acts, read-only looks)
+    GET /                 the dashboard: overview, jobs, processes, schedules, services
+                          (admin acts, read-only looks)
     GET /status/{token}   a job's public status (tokens: job.status_token())
     GET /metrics          Prometheus metrics read from the store
     GET /static/offload-status.js   the progress-bar helper for your pages

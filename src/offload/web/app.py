@@ -2,11 +2,11 @@
 
 Routes (relative to where it is mounted):
 
-``GET /``, ``/jobs``, ``/jobs/{id}``, ``/processes``
+``GET /``, ``/jobs``, ``/jobs/{id}``, ``/processes``, ``/schedules``, ``/services``
     The operator's dashboard (:mod:`offload.web.dashboard`): the overview, the jobs,
-    a job's detail, the process table; and the actions on jobs (``POST``, admin role,
-    CSRF-checked), each confirmed first. Behind the credentials when any are
-    configured.
+    a job's detail, the process table, the schedules, the services; and the actions
+    on jobs (``POST``, admin role, CSRF-checked), each confirmed first. Behind the
+    credentials when any are configured.
 ``GET /status/{token}``
     A job's public status as JSON, for the user who holds the token
     (``job.status_token()``). An unknown, forged or expired token, or one for a job

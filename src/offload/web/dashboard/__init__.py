@@ -3,8 +3,8 @@ polling, with actions behind a CSRF token, Origin and Sec-Fetch-Site checks and 
 admin role.
 
 Each page is a module with ``routes(d)``; :func:`routes` puts them together, and
-:data:`core.NAV` lists the pages of the navigation bar. A new page (schedules, groups,
-services) is one more module and one more entry there.
+:data:`core.NAV` lists the pages of the navigation bar. A new page is one more module
+and one more entry there.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from starlette.routing import Route
 
 from offload.web.csrf import CSRF
-from offload.web.dashboard import jobs, overview, processes
+from offload.web.dashboard import jobs, overview, processes, schedules, services
 from offload.web.dashboard.core import Dashboard
 from offload.web.security import Credentials
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from offload.app import Offload
 
 #: The page modules, in the order their routes are tried.
-PAGES = (overview, jobs, processes)
+PAGES = (overview, jobs, processes, schedules, services)
 
 
 def routes(app: Offload, credentials: Credentials) -> list[Route]:

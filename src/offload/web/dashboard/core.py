@@ -1,7 +1,8 @@
 """What every dashboard page shares: the templates, who is asking and in which role, the
 CSRF cookie, the navigation, and the checks on what a request asks for.
 
-A page module (``overview.py``, ``jobs.py``, ``processes.py``) exposes ``routes(d)``
+A page module (``overview.py``, ``jobs.py``, ``processes.py``, ``schedules.py``,
+``services.py``) exposes ``routes(d)``
 returning its Starlette routes, and adds an entry to :data:`NAV` when it has a page of
 its own; :func:`offload.web.dashboard.routes` puts them together.
 """
@@ -37,12 +38,13 @@ class NavEntry:
     name: str
 
 
-#: The navigation bar, in order. Pages for schedules, groups and services join here,
-#: each with a route module of its own, once those features exist.
+#: The navigation bar, in order. A new page joins here, with a route module of its own.
 NAV: list[NavEntry] = [
     NavEntry("Overview", "/", "overview"),
     NavEntry("Jobs", "/jobs", "jobs"),
     NavEntry("Processes", "/processes", "processes"),
+    NavEntry("Schedules", "/schedules", "schedules"),
+    NavEntry("Services", "/services", "services"),
 ]
 
 #: A job id as the dashboard accepts it in a path or a form (the shape ids are made in).

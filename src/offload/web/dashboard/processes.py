@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from offload.store.rules import GONE_AFTER_BEATS
 from offload.types import ProcessInfo
-from offload.views import process_dict, tree_order
+from offload.views import process_dict, stopped_long_ago, tree_order
 from offload.web.dashboard.core import Dashboard
 from offload.web.security import Role
 
@@ -31,10 +31,7 @@ def routes(d: Dashboard) -> list[Route]:
 
         now, rows = await d.store(read)
         if not show_all:
-            rows = [
-                p for p in rows
-                if not (p.stopped_at is not None and now - p.stopped_at > STOPPED_SHOWN)
-            ]  # fmt: skip
+            rows = [p for p in rows if not stopped_long_ago(p, now, STOPPED_SHOWN)]
         listed: list[dict[str, Any]] = [process_dict(p, now) for p in tree_order(rows)]
         return d.render(
             request, role, "processes.html", current="processes", processes=listed,
