@@ -361,3 +361,33 @@ def test_groups_are_listed_newest_first(store: Store) -> None:
     ids = [_group(store, name=f"g{n}").id for n in range(3)]
     assert [g.id for g in store.group_list(limit=10)][:3] == ids[::-1]
     assert [g.id for g in store.group_list(limit=10, before_id=ids[2])][:2] == ids[1::-1]
+
+
+def test_stopped_stages_stop_the_stages_after_them_in_turn(store: Store) -> None:
+    first = _group(store, stop_on_failure=True)
+    second = _group(store, after=first.id, stop_on_failure=True)
+    third = _group(store, after=second.id)
+    (a,) = _add(store, first.id)
+    _add(store, second.id, 2)
+    cancelled_before = _add(store, third.id, 3)[0]
+    assert store.job_cancel([cancelled_before]) == {cancelled_before: Q.CANCELLED}
+    store.group_seal(first.id)
+    _finish(store, [a], Q.FAILED)
+    second_row, third_row = _get(store, second.id), _get(store, third.id)
+    assert (second_row.state, second_row.failed, second_row.total) == (GroupState.COMPLETE, 2, 2)
+    # The member cancelled by hand while it waited is counted once, not twice.
+    assert (third_row.state, third_row.failed, third_row.total) == (GroupState.COMPLETE, 3, 3)
+    assert _callback_kwargs(store, third_row) == {"group_id": third.id, "succeeded": 0, "failed": 3}
+
+
+def test_a_member_asked_to_cancel_whose_run_fails_counts_as_failed(store: Store) -> None:
+    group = _group(store)
+    (member,) = _add(store, group.id, max_attempts=3)
+    store.group_seal(group.id)
+    (c,) = claim(store, job_ids=[member])
+    store.job_cancel([member])
+    retry = Outcome(c.id, c.attempt, Q.QUEUED, error=BOOM, delay=0.0)
+    assert store.job_write(outcomes=[retry]) == [True]
+    assert state(store, member) is Q.CANCELLED
+    row = _get(store, group.id)
+    assert (row.state, row.failed) == (GroupState.COMPLETE, 1)

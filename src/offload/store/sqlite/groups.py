@@ -1,5 +1,6 @@
-"""The SQLite store's groups: create, add members, seal, read. Counters and completion
-are the triggers of migration 0005, run inside whatever write makes a member final."""
+"""The SQLite store's groups: create, add members, seal, read. Counters are kept by the
+statements that move members (``jobs.count_member``), completion by the trigger of
+migration 0005 on the group's row, inside whatever write makes a member final."""
 
 from __future__ import annotations
 

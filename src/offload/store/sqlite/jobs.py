@@ -17,7 +17,7 @@ from offload.store.sqlite import clock
 from offload.store.sqlite import queries as Q
 from offload.store.sqlite.connection import Database, translate
 from offload.store.sqlite.wake import WakeSender
-from offload.types import JobEvent, JobFilter, JobMessage, JobRow, JobState, NewJob
+from offload.types import TERMINAL_STATES, JobEvent, JobFilter, JobMessage, JobRow, JobState, NewJob
 
 
 def add_event(
@@ -31,6 +31,39 @@ def add_event(
 ) -> None:
     """One line of a job's history, inside the caller's write transaction."""
     c.execute(Q.INSERT_EVENT, (job_id, at, attempt, kind, worker, message))
+
+
+_FINAL = frozenset(str(s) for s in TERMINAL_STATES)
+
+
+def count_member(c: sqlite3.Connection, group_id: object, old: str, new: str | None) -> None:
+    """Keep the counters of a member's group, inside the write that moved the member from
+    state ``old`` to ``new`` (None: deleted): a member that became final counts in
+    ``succeeded`` or ``failed``, one final no more (a retry) is taken back, one deleted
+    before it finished leaves ``total``. The completion trigger of migration 0005 then
+    decides on the group. Written here rather than as a trigger on the jobs table, which
+    would cost every job's claim and outcome (SQLite runs a trigger program per row),
+    group or not: every statement that moves a job's state calls this."""
+    if group_id is None:
+        return
+    was = old in _FINAL
+    if new is None:
+        if not was:
+            c.execute(Q.DROP_MEMBER, (group_id,))
+        return
+    if was == (new in _FINAL):
+        return
+    ok = (new == "succeeded") - (old == "succeeded")
+    failed = (new in _FINAL and new != "succeeded") - (was and old != "succeeded")
+    c.execute(Q.COUNT_MEMBER, (ok, failed, group_id))
+
+
+def groups_of(c: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, str]:
+    """The group of each of these jobs that is a member of a group not complete yet
+    (nothing, at the cost of one index probe, while no group is open)."""
+    if not job_ids or c.execute(Q.ANY_OPEN_GROUP).fetchone() is None:
+        return {}
+    return {str(r[0]): str(r[1]) for r in c.execute(Q.groups_of(len(job_ids)), list(job_ids))}
 
 
 class JobsMixin(Store):
@@ -129,6 +162,7 @@ class JobsMixin(Store):
                 state, attempt = JobState(row[0]), row[1]
                 if state is JobState.QUEUED or state is JobState.WAITING:
                     c.execute(Q.CANCEL_QUEUED, (now, job_id))
+                    count_member(c, row[2], state.value, JobState.CANCELLED.value)
                     add_event(
                         c,
                         job_id,
@@ -160,11 +194,13 @@ class JobsMixin(Store):
             now = clock.wall()
             done = []
             for job_id in job_ids:
+                before = c.execute(Q.STATE_AND_ATTEMPT, (job_id,)).fetchone()
                 try:
                     row = c.execute(Q.RETRY, (now, job_id)).fetchone()
                 except sqlite3.IntegrityError:
                     continue  # another job with the same unique key is active
                 if row is not None:
+                    count_member(c, before[2], str(before[0]), JobState.QUEUED.value)
                     add_event(c, job_id, now, row[0], "retried", None, "requeued by hand")
                     done.append(job_id)
             return done
@@ -180,6 +216,7 @@ class JobsMixin(Store):
             for job_id in job_ids:
                 row = c.execute(Q.DELETE_JOB, (job_id,)).fetchone()
                 if row is not None:
+                    count_member(c, row[1], str(row[0]), None)
                     c.execute(Q.DELETE_EVENTS, (job_id,))
                     c.execute(Q.DELETE_MESSAGES, (job_id,))
                     done.append(job_id)

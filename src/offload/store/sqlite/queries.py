@@ -275,7 +275,7 @@ def queues_of(ids: int) -> str:
 
 
 # -- cancel, retry, delete, prune --------------------------------------------------------------
-STATE_AND_ATTEMPT = "SELECT state, attempt FROM offload_jobs WHERE id = ?"
+STATE_AND_ATTEMPT = "SELECT state, attempt, group_id FROM offload_jobs WHERE id = ?"
 CANCEL_QUEUED = (
     "UPDATE offload_jobs SET state = 'cancelled', finished_at = ?"
     " WHERE id = ? AND state IN ('queued', 'waiting')"
@@ -287,7 +287,9 @@ RETRY = (
     " progress_current = 0, progress_total = NULL, progress_message = NULL,"
     f" cancel_requested = 0 WHERE id = ? AND state IN {FINISHED_STATES_SQL} RETURNING attempt"
 )
-DELETE_JOB = "DELETE FROM offload_jobs WHERE id = ? AND state != 'running' RETURNING id"
+DELETE_JOB = (
+    "DELETE FROM offload_jobs WHERE id = ? AND state != 'running' RETURNING state, group_id"
+)
 DELETE_EVENTS = "DELETE FROM offload_events WHERE job_id = ?"
 DELETE_MESSAGES = "DELETE FROM offload_messages WHERE job_id = ?"
 
@@ -439,5 +441,26 @@ INSERT_MEMBER = (
 )
 #: Bound: members inserted, group (fires the completion trigger).
 GROW_GROUP = "UPDATE offload_groups SET total = total + ? WHERE id = ?"
+#: Is any group not complete? Only then can a run's outcome move a group's counters.
+ANY_OPEN_GROUP = (
+    "SELECT 1 FROM offload_groups INDEXED BY offload_groups_open WHERE completed_at IS NULL LIMIT 1"
+)
+
+
+def groups_of(ids: int) -> str:
+    """The groups of those of ``ids`` jobs that are members (bound: the ids)."""
+    return (
+        f"SELECT id, group_id FROM offload_jobs WHERE id IN ({marks(ids)}) AND group_id IS NOT NULL"
+    )
+
+
+#: A member became final or final no more (bound: succeeded delta, failed delta, group):
+#: counted while its group is not complete (the completion trigger may fire).
+COUNT_MEMBER = (
+    "UPDATE offload_groups SET succeeded = succeeded + ?, failed = failed + ?"
+    " WHERE id = ? AND completed_at IS NULL"
+)
+#: A member deleted before it finished is no member any more (bound: group).
+DROP_MEMBER = "UPDATE offload_groups SET total = total - 1 WHERE id = ? AND completed_at IS NULL"
 SEAL_GROUP = "UPDATE offload_groups SET sealed = 1 WHERE id = ? AND sealed = 0"
 GROUP_OF_JOB = "SELECT group_id FROM offload_jobs WHERE id = ?"

@@ -13,7 +13,7 @@ from offload.store.base import Store
 from offload.store.sqlite import clock
 from offload.store.sqlite import queries as Q
 from offload.store.sqlite.connection import Database
-from offload.store.sqlite.jobs import add_event
+from offload.store.sqlite.jobs import add_event, count_member, groups_of
 from offload.types import (
     ClaimedJob,
     ClaimRequest,
@@ -80,16 +80,19 @@ class RunsMixin(Store):
             now = clock.wall()
             expired = {"boot": clock.boot_id(), "mono": clock.mono(), "now": now}
             rows = c.execute(Q.EXPIRED, expired).fetchall()
+            members = groups_of(c, [r[0] for r in rows])
             out = []
             for job_id, attempt, crashes, worker, cancel in rows:
                 state = rules.rescue_state(crashes, crash_limit, bool(cancel))
                 reason = rules.rescue_reason(worker)
                 error = rules.rescue_error(reason)
-                c.execute(
+                rescued = c.execute(
                     Q.RESCUE,
                     {"state": state.value, "error": error, "now": now, "id": job_id,
                      "attempt": attempt},
-                )  # fmt: skip
+                ).rowcount  # fmt: skip
+                if rescued:
+                    count_member(c, members.get(job_id), JobState.RUNNING.value, state.value)
                 message = rules.rescue_message(state, reason)
                 add_event(c, job_id, now, attempt, rules.rescue_kind(state), worker, message)
                 out.append(Rescued(job_id, attempt, state))
@@ -269,11 +272,13 @@ def _record(
         text = rules.merged_saved(row[0], s.key, s.value) if row is not None else None
         if text is not None:
             c.execute(Q.SET_SAVED, (text, s.job_id))
-    return [_finish(c, o, now) for o in outcomes]
+    members = groups_of(c, [o.job_id for o in outcomes])
+    return [_finish(c, o, now, members.get(o.job_id)) for o in outcomes]
 
 
-def _finish(c: sqlite3.Connection, o: Outcome, now: float) -> bool:
-    """One outcome: the fenced transition and its event (``refused`` if stale)."""
+def _finish(c: sqlite3.Connection, o: Outcome, now: float, group_id: str | None) -> bool:
+    """One outcome: the fenced transition and its event (``refused`` if stale), counted in
+    the job's group (``group_id``: the open group it is a member of, if any)."""
     errors, crashes = rules.outcome_errors(o), rules.outcome_crashes(o)
     if o.state is JobState.QUEUED:
         row = c.execute(
@@ -283,6 +288,7 @@ def _finish(c: sqlite3.Connection, o: Outcome, now: float) -> bool:
         ).fetchone()  # fmt: skip
         if row is None:
             return _refused(c, o, now)
+        count_member(c, group_id, "running", row[0])
         if row[0] == JobState.CANCELLED.value:  # its cancel was requested: not requeued
             kind, message = rules.CANCELLED, rules.outcome_not_retried(o)
         else:
@@ -294,6 +300,7 @@ def _finish(c: sqlite3.Connection, o: Outcome, now: float) -> bool:
         (o.state.value, o.result, o.error, now, errors, crashes, o.job_id, o.attempt),
     )
     if cur.rowcount == 1:
+        count_member(c, group_id, "running", o.state.value)
         add_event(c, o.job_id, now, o.attempt, rules.outcome_kind(o), o.worker_id, o.reason)
         return True
     return _refused(c, o, now)

@@ -1,12 +1,12 @@
 -- offload schema version 5 (SQLite): groups of jobs, their counters and completion, and
 -- stages (a group whose members wait until the group before it is complete).
 --
--- Completion is decided by triggers, in the transaction of whatever statement makes a
--- member final (an outcome, a lease rescue, a cancel, a delete, a retry), so no path can
--- leave a group that is done but not complete, and none can store its callback twice.
+-- Completion is decided by a trigger on the group's row, in the transaction of whatever
+-- statement makes a member final (an outcome, a lease rescue, a cancel, a delete, a
+-- retry) and counts it, so no path can leave a group that is done but not complete, and
+-- none can store its callback twice.
 -- The connection runs with recursive_triggers on: completing a group starts the stages
--- after it, which may complete them in turn. Every trigger's WHEN names group_id, so a
--- job outside any group costs one test of a NULL column.
+-- after it, which may complete them in turn. A job outside any group costs nothing.
 --
 -- A member counts in `succeeded`, or in `failed` for any other final state. `total`
 -- counts members stored (added ones too; a member deleted before it finished leaves).
@@ -35,6 +35,10 @@ CREATE TABLE IF NOT EXISTS offload_groups (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS offload_groups_after
     ON offload_groups (after_id) WHERE after_id IS NOT NULL;
+-- Groups not complete: a write of outcomes asks first whether there is any, and looks
+-- up the groups of its jobs only then.
+CREATE INDEX IF NOT EXISTS offload_groups_open
+    ON offload_groups (id) WHERE completed_at IS NULL;
 
 ALTER TABLE offload_jobs ADD COLUMN group_id TEXT;
 -- Members by group. Not by state as well: a member's claim and outcome then write no
@@ -43,32 +47,10 @@ ALTER TABLE offload_jobs ADD COLUMN group_id TEXT;
 CREATE INDEX IF NOT EXISTS offload_jobs_group
     ON offload_jobs (group_id) WHERE group_id IS NOT NULL;
 
--- A member became final, or final no more (a retry by hand): count it, while the group
--- is not complete.
-CREATE TRIGGER IF NOT EXISTS offload_member_state
-AFTER UPDATE OF state ON offload_jobs
-WHEN NEW.group_id IS NOT NULL
-    AND (OLD.state IN ('cancelled', 'failed', 'quarantined', 'succeeded'))
-        <> (NEW.state IN ('cancelled', 'failed', 'quarantined', 'succeeded'))
-BEGIN
-    UPDATE offload_groups SET
-        succeeded = succeeded + CASE WHEN NEW.state = 'succeeded' THEN 1
-                                     WHEN OLD.state = 'succeeded' THEN -1 ELSE 0 END,
-        failed = failed + CASE
-            WHEN NEW.state IN ('cancelled', 'failed', 'quarantined') THEN 1
-            WHEN OLD.state IN ('cancelled', 'failed', 'quarantined') THEN -1 ELSE 0 END
-    WHERE id = NEW.group_id AND completed_at IS NULL;
-END;
-
--- A member deleted before it finished is no member any more.
-CREATE TRIGGER IF NOT EXISTS offload_member_delete
-AFTER DELETE ON offload_jobs
-WHEN OLD.group_id IS NOT NULL
-    AND OLD.state NOT IN ('cancelled', 'failed', 'quarantined', 'succeeded')
-BEGIN
-    UPDATE offload_groups SET total = total - 1
-    WHERE id = OLD.group_id AND completed_at IS NULL;
-END;
+-- A member that becomes final, final no more (a retry by hand) or is deleted before it
+-- finished is counted by the statement that moves it (store/sqlite/jobs.count_member),
+-- in the same transaction: a trigger on offload_jobs would cost every job's claim and
+-- outcome, group or not, since SQLite runs a trigger program for each row written.
 
 -- Complete: store the callback, then start (or stop) the stages after this group.
 CREATE TRIGGER IF NOT EXISTS offload_group_complete
@@ -95,6 +77,15 @@ BEGIN
     FROM offload_jobs j
     WHERE NEW.stop_on_failure = 1 AND NEW.failed > 0 AND j.state = 'waiting'
         AND j.group_id IN (SELECT id FROM offload_groups WHERE after_id = NEW.id);
+    -- The stages after it start, or stop: a stopped stage counts its waiting members as
+    -- failed (they are cancelled just below), which may complete it in turn.
+    UPDATE offload_groups SET started = 1,
+        stopped = CASE WHEN NEW.stop_on_failure = 1 AND NEW.failed > 0 THEN 1 ELSE 0 END,
+        failed = failed + CASE WHEN NEW.stop_on_failure = 1 AND NEW.failed > 0
+            THEN (SELECT count(*) FROM offload_jobs j
+                  WHERE j.group_id = offload_groups.id AND j.state = 'waiting')
+            ELSE 0 END
+    WHERE after_id = NEW.id AND completed_at IS NULL;
     UPDATE offload_jobs SET
         state = CASE WHEN NEW.stop_on_failure = 1 AND NEW.failed > 0
                      THEN 'cancelled' ELSE 'queued' END,
@@ -102,7 +93,4 @@ BEGIN
                            THEN (julianday('now') - 2440587.5) * 86400.0 END
     WHERE state = 'waiting'
         AND group_id IN (SELECT id FROM offload_groups WHERE after_id = NEW.id);
-    UPDATE offload_groups SET started = 1,
-        stopped = CASE WHEN NEW.stop_on_failure = 1 AND NEW.failed > 0 THEN 1 ELSE 0 END
-    WHERE after_id = NEW.id AND completed_at IS NULL;
 END;
