@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from starlette.routing import Route
 
 from offload.web.csrf import CSRF
-from offload.web.dashboard import jobs, overview, processes, schedules, services
+from offload.web.dashboard import groups, jobs, overview, processes, schedules, services
 from offload.web.dashboard.core import Dashboard
 from offload.web.security import Credentials
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from offload.app import Offload
 
 #: The page modules, in the order their routes are tried.
-PAGES = (overview, jobs, processes, schedules, services)
+PAGES = (overview, jobs, groups, processes, schedules, services)
 
 
 def routes(app: Offload, credentials: Credentials) -> list[Route]:

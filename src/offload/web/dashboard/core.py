@@ -1,8 +1,8 @@
 """What every dashboard page shares: the templates, who is asking and in which role, the
 CSRF cookie, the navigation, and the checks on what a request asks for.
 
-A page module (``overview.py``, ``jobs.py``, ``processes.py``, ``schedules.py``,
-``services.py``) exposes ``routes(d)``
+A page module (``overview.py``, ``jobs.py``, ``groups.py``, ``processes.py``,
+``schedules.py``, ``services.py``) exposes ``routes(d)``
 returning its Starlette routes, and adds an entry to :data:`NAV` when it has a page of
 its own; :func:`offload.web.dashboard.routes` puts them together.
 """
@@ -42,6 +42,7 @@ class NavEntry:
 NAV: list[NavEntry] = [
     NavEntry("Overview", "/", "overview"),
     NavEntry("Jobs", "/jobs", "jobs"),
+    NavEntry("Groups", "/groups", "groups"),
     NavEntry("Processes", "/processes", "processes"),
     NavEntry("Schedules", "/schedules", "schedules"),
     NavEntry("Services", "/services", "services"),

@@ -121,7 +121,10 @@ def routes(d: Dashboard) -> list[Route]:
                 return None
             detail = job_detail(row, store.job_events(job_id), store.job_messages(job_id, MESSAGES))
             error = ErrorInfo.from_json(row.error)
-            return {"row": row, "job": detail, "error": error, "actions": actions_for(row)}
+            return {
+                "row": row, "job": detail, "error": error, "actions": actions_for(row),
+                "group_id": store.group_of_job(job_id),
+            }  # fmt: skip
 
         found = await d.store(read)
         if found is None:
