@@ -17,6 +17,7 @@ from tests.faults.harness import FaultHarness, figure
 TOTAL = 3000
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_batches_handed_back_while_children_recycle_lose_and_repeat_nothing(
     faults: FaultHarness,
