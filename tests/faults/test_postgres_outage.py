@@ -65,6 +65,7 @@ class Enqueuer(threading.Thread):
             self.store.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_postgres_killed_for_five_seconds_during_5000_jobs(
     pg_faults: FaultHarness, postgres_server: Any

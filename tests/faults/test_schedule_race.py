@@ -104,10 +104,12 @@ def _race(h: Harness, seconds: int, kills: bool) -> None:
     print(line)
 
 
+@pytest.mark.slow
 def test_two_supervisors_make_one_job_per_fire(racers: Harness) -> None:
     _race(racers, seconds=10, kills=False)
 
 
+@pytest.mark.slow
 def test_one_job_per_fire_while_supervisors_are_killed(racers: Harness) -> None:
     _race(racers, seconds=12, kills=True)
 
