@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from offload.store import rules
 from offload.store.postgres import queries as Q
 from offload.store.postgres.core import PostgresCore
+from offload.store.postgres.jobs import job_arrays
 from offload.store.postgres.listen import payload
 from offload.store.postgres.pool import Conn
 from offload.types import GroupRow, GroupState, NewGroup, NewJob
@@ -56,23 +57,7 @@ class GroupsMixin(PostgresCore):
             state = rules.member_state(row.state is not GroupState.WAITING)
             inserted = c.execute(
                 self.q(Q.INSERT_MEMBERS),
-                [
-                    state,
-                    group_id,
-                    [j.id for j in jobs],
-                    [j.task for j in jobs],
-                    [j.queue for j in jobs],
-                    [j.priority for j in jobs],
-                    [j.args for j in jobs],
-                    [j.kwargs for j in jobs],
-                    [j.max_attempts for j in jobs],
-                    [Q.float_or_none(j.run_at) for j in jobs],
-                    [float(j.delay) for j in jobs],
-                    [Q.float_or_none(j.timeout) for j in jobs],
-                    [j.options for j in jobs],
-                    [j.limit_key for j in jobs],
-                    [j.limit_max for j in jobs],
-                ],
+                [state, group_id, *job_arrays(jobs)],
             ).fetchall()
             c.execute(self.q(Q.GROW_GROUP), (len(inserted), group_id))
             if state == "queued":

@@ -65,24 +65,7 @@ class JobsMixin(PostgresCore):
         c = conn.cursor(row_factory=tuple_row)
         plain = [j for j in jobs if j.unique_key is None]
         if plain:
-            c.execute(
-                self.q(Q.INSERT_PLAIN),
-                [
-                    [j.id for j in plain],
-                    [j.task for j in plain],
-                    [j.queue for j in plain],
-                    [j.priority for j in plain],
-                    [j.args for j in plain],
-                    [j.kwargs for j in plain],
-                    [j.max_attempts for j in plain],
-                    [Q.float_or_none(j.run_at) for j in plain],
-                    [float(j.delay) for j in plain],
-                    [Q.float_or_none(j.timeout) for j in plain],
-                    [j.options for j in plain],
-                    [j.limit_key for j in plain],
-                    [j.limit_max for j in plain],
-                ],
-            )
+            c.execute(self.q(Q.INSERT_PLAIN), job_arrays(plain))
         existing: dict[str, str] = {}
         for j in jobs:
             if j.unique_key is None:
@@ -243,6 +226,17 @@ class JobsMixin(PostgresCore):
         query = self.q(Q.PRUNE)
         rows = self._run(lambda c: c.execute(query, (finished, float(older_than))).fetchall())
         return int(rows[0][0])
+
+
+def job_arrays(jobs: Sequence[NewJob]) -> list[list[Any]]:
+    """The arrays ``Q.INSERT_PLAIN`` and ``Q.INSERT_MEMBERS`` unnest, one per column."""
+    return [
+        [j.id for j in jobs], [j.task for j in jobs], [j.queue for j in jobs],
+        [j.priority for j in jobs], [j.args for j in jobs], [j.kwargs for j in jobs],
+        [j.max_attempts for j in jobs], [Q.float_or_none(j.run_at) for j in jobs],
+        [float(j.delay) for j in jobs], [Q.float_or_none(j.timeout) for j in jobs],
+        [j.options for j in jobs], [j.limit_key for j in jobs], [j.limit_max for j in jobs],
+    ]  # fmt: skip
 
 
 def _one_job(j: NewJob) -> dict[str, Any]:
