@@ -6,6 +6,7 @@ import multiprocessing
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -183,3 +184,35 @@ def test_job_counts_follow_an_enqueue_on_the_callers_connection(lite: SQLiteStor
         assert lite.job_counts() == {("own", "queued"): 1}
     finally:
         conn.close()
+
+
+def _first_write(url: str, start: Any, seen: Any) -> None:
+    start.wait(timeout=60)
+    store = SQLiteStore(store_settings(url))
+    try:
+        store.job_insert_many([NewJob(id=uuid7(), task="t")])
+        seen.put("ok")
+    except Exception as exc:  # reported, so the test shows what each process saw
+        seen.put(repr(exc))
+    finally:
+        store.close()
+
+
+def test_processes_opening_a_new_file_together_all_get_in(tmp_path: Path) -> None:
+    # Given eight processes that open the same file, not there yet, at the same moment
+    # (a first deployment starting its workers), ten times over.
+    ctx = multiprocessing.get_context("fork")
+    for round in range(10):
+        url = f"sqlite:///{tmp_path / f'new-{round}.db'}"
+        start, seen = ctx.Barrier(8), ctx.Queue()
+        procs = [ctx.Process(target=_first_write, args=(url, start, seen)) for _ in range(8)]
+        for p in procs:
+            p.start()
+        answers = [seen.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        # Then none is turned away with "database is locked": each waits its turn.
+        assert answers == ["ok"] * 8, answers
+        check = SQLiteStore(store_settings(url))
+        assert check.job_counts() == {("default", "queued"): 8}
+        check.close()

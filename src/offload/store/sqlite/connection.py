@@ -68,7 +68,7 @@ class Database:
                 check_same_thread=True,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self.settings.busy_timeout * 1000)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = self._wal(conn)
             if mode.lower() != "wal":
                 raise StoreUnavailable(f"{self.path}: could not enable WAL (got {mode})")
             conn.execute(f"PRAGMA synchronous = {self.settings.synchronous}")
@@ -78,6 +78,22 @@ class Database:
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
         return conn
+
+    def _wal(self, conn: sqlite3.Connection) -> str:
+        """Put the file in WAL mode (a no-op once it is); the journal mode after. SQLite
+        answers "database is locked" at once, without waiting out the busy timeout, while
+        another connection opening the same new file holds it: retried here, as a write
+        is, so that processes opening a new store together all get in."""
+        deadline = time.monotonic() + self.settings.busy_timeout
+        delay = 0.001
+        while True:
+            try:
+                return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if not is_locked(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.1)
 
     def conn(self) -> sqlite3.Connection:
         """This process's and thread's connection (the schema in place)."""
