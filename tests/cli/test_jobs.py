@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -235,6 +236,19 @@ def test_counts_table_and_json(app, cli):
     assert rows["total"] == ["1", "1", "1", "1", "4"]
     data = json.loads(cli("jobs", "counts", "--json").output)
     assert data == {"default": {"failed": 1, "succeeded": 1}, "mail": {"queued": 1, "scheduled": 1}}
+
+
+@pytest.mark.counts_unchecked
+def test_counts_recount_rebuilds_what_sql_of_ones_own_changed(app, cli, sqlite_url):
+    report = tasks_on(app)
+    report.enqueue(1)
+    conn = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+    with conn:
+        conn.execute("UPDATE offload_jobs SET queue = 'moved', state = 'succeeded'")
+    conn.close()
+    assert json.loads(cli("jobs", "counts", "--json").output) == {}
+    data = json.loads(cli("jobs", "counts", "--recount", "--json").output)
+    assert data == {"moved": {"succeeded": 1}}
 
 
 def test_counts_of_an_empty_store(cli):

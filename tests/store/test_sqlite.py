@@ -216,3 +216,73 @@ def test_processes_opening_a_new_file_together_all_get_in(tmp_path: Path) -> Non
         check = SQLiteStore(store_settings(url))
         assert check.job_counts() == {("default", "queued"): 8}
         check.close()
+
+
+@pytest.mark.counts_unchecked
+def test_counts_written_by_hand_are_rebuilt_by_job_recount(lite: SQLiteStore) -> None:
+    lite.job_insert_many([job(), job(queue="mail")])
+    conn = sqlite3.connect(lite.path)
+    with conn:
+        conn.execute("UPDATE offload_jobs SET state = 'failed' WHERE queue = 'mail'")
+        conn.execute("DELETE FROM offload_jobs WHERE queue = 'default'")
+    conn.close()
+    # (queued jobs are counted from the claim index; finished ones from the kept counts)
+    assert lite.job_counts() == {}
+
+    lite.job_recount()
+
+    assert lite.job_counts() == {("mail", "failed"): 1}
+
+
+def test_upgrading_a_store_counts_the_jobs_it_holds(tmp_path: Path) -> None:
+    from offload.store.migrate import migrations
+    from offload.store.sqlite.connection import _split_sql
+
+    # Given a file at schema version 6 (before the kept counts) holding jobs.
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for migration in migrations("sqlite"):
+        if migration.version <= 6:
+            for statement in _split_sql(migration.sql):
+                conn.execute(statement)
+    conn.execute("PRAGMA user_version = 6")
+    conn.executemany(
+        "INSERT INTO offload_jobs (id, task, queue, state, args, kwargs, created_at, run_at)"
+        " VALUES (?, 't', ?, ?, '[]', '{}', 0, 0)",
+        [(uuid7(), "mail", "succeeded") for _ in range(3)]
+        + [(uuid7(), "mail", "failed"), (uuid7(), "default", "queued")],
+    )
+    conn.close()
+
+    # When this offload opens it.
+    store = SQLiteStore(store_settings(f"sqlite:///{path}"))
+    try:
+        counts = store.job_counts()
+        (c,) = store.job_claim(worker_id="w", queues=["default"], tasks=["t"], limit=1, lease=5)
+        store.job_write(outcomes=[Outcome(c.id, c.attempt, JobState.FAILED, error="{}")])
+        after = store.job_counts()
+    finally:
+        store.close()
+
+    # Then the counts it keeps start from the jobs already there.
+    assert counts == {("mail", "succeeded"): 3, ("mail", "failed"): 1, ("default", "queued"): 1}
+    assert after == {("mail", "succeeded"): 3, ("mail", "failed"): 1, ("default", "failed"): 1}
+
+
+def test_an_outcome_written_by_another_process_is_counted_on_its_queue(
+    lite: SQLiteStore, sqlite_url: str
+) -> None:
+    # Given jobs on two queues claimed through one store...
+    lite.job_insert_many([job(queue="mail"), job(queue="video")])
+    claimed = lite.job_claim(worker_id="w", queues=["mail", "video"], tasks=["t"], limit=2, lease=5)
+    # ...and their outcomes written through another, which did not claim them.
+    other = SQLiteStore(store_settings(sqlite_url))
+    try:
+        other.job_write(
+            outcomes=[Outcome(c.id, c.attempt, JobState.SUCCEEDED, "1") for c in claimed]
+        )
+    finally:
+        other.close()
+
+    # Then each is counted on its own queue (the sqlite_url fixture checks the rest).
+    assert lite.job_counts() == {("mail", "succeeded"): 1, ("video", "succeeded"): 1}

@@ -99,7 +99,13 @@ def test_a_worker_prunes_old_finished_jobs_and_leaves_the_rest(
     assert later.refresh().state is JobState.SCHEDULED
     assert running.refresh().state is JobState.RUNNING
 
-    # In batches of at most prune_batch, each logged with its counts.
+    # In batches of at most prune_batch, each logged with its counts (just after its
+    # transaction commits, so perhaps after the jobs are seen gone).
+    def logged() -> int:
+        found = [re.search(r" jobs=(\d+)", line) for line in pruned_lines(worker.log())]
+        return sum(int(m.group(1)) for m in found if m)
+
+    wait_for(lambda: logged() >= 7, timeout=10, what="seven pruned jobs logged")
     lines = pruned_lines(worker.log())
     counts = [int(re.search(r" jobs=(\d+)", line).group(1)) for line in lines]  # type: ignore[union-attr]
     assert sum(counts) == 7 and max(counts) <= 2, lines
@@ -119,6 +125,11 @@ def test_one_worker_prunes_while_others_wait(harness: Harness) -> None:
 
     wait_for(lambda: gone(harness, *old), timeout=60, what="pruned")
 
+    # (a prune is logged just after its transaction commits, so after the jobs are gone)
+    def logged() -> int:
+        return len(pruned_lines(first.log())) + len(pruned_lines(second.log()))
+
+    wait_for(lambda: logged() >= 6, timeout=10, what="six prunes logged")
     logs = [pruned_lines(first.log()), pruned_lines(second.log())]
     assert sorted(len(lines) for lines in logs) == [0, 6], logs
 

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from offload.store import rules
 from offload.store.sqlite import clock
 from offload.store.sqlite import queries as Q
+from offload.store.sqlite.counts import Tally
 from offload.store.sqlite.jobs import JobsMixin
-from offload.types import GroupRow, GroupState, NewGroup, NewJob
+from offload.types import GroupRow, GroupState, JobState, NewGroup, NewJob
 
 
 class GroupsMixin(JobsMixin):
@@ -63,6 +64,14 @@ class GroupsMixin(JobsMixin):
                  j.options, group_id, j.limit_key, j.limit_max)
                 for j in jobs
             ]  # fmt: skip
+            if state == JobState.WAITING.value:  # counted (queued ones are not kept)
+                stored = _stored(c, [j.id for j in jobs])  # skipped: added before
+                tally = Tally()
+                for j in jobs:
+                    if j.id not in stored:
+                        stored.add(j.id)
+                        tally.add(j.queue, state)
+                tally.flush(c)
             inserted = c.executemany(Q.INSERT_MEMBER, rows).rowcount
             c.execute(Q.GROW_GROUP, (inserted, group_id))
             return [j.id for j in jobs]
@@ -110,3 +119,12 @@ class GroupsMixin(JobsMixin):
         if row is None:
             raise rules.group_missing(group_id)
         return rules.group_row(row, self.path)
+
+
+def _stored(c: sqlite3.Connection, job_ids: Sequence[str]) -> set[str]:
+    """Those of ``job_ids`` that are stored already."""
+    found: set[str] = set()
+    for start in range(0, len(job_ids), 500):
+        chunk = job_ids[start : start + 500]
+        found.update(r[0] for r in c.execute(Q.jobs_stored(len(chunk)), chunk))
+    return found

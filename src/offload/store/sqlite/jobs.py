@@ -16,6 +16,7 @@ from offload.store.base import Store
 from offload.store.sqlite import clock
 from offload.store.sqlite import queries as Q
 from offload.store.sqlite.connection import Database, translate
+from offload.store.sqlite.counts import Tally, recount
 from offload.store.sqlite.wake import WakeSender
 from offload.types import TERMINAL_STATES, JobEvent, JobFilter, JobMessage, JobRow, JobState, NewJob
 
@@ -64,6 +65,14 @@ def groups_of(c: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, str]:
     if not job_ids or c.execute(Q.ANY_OPEN_GROUP).fetchone() is None:
         return {}
     return {str(r[0]): str(r[1]) for r in c.execute(Q.groups_of(len(job_ids)), list(job_ids))}
+
+
+def queue_of_each(c: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, str]:
+    """The queue of each of these jobs that is stored."""
+    if not job_ids:
+        return {}
+    rows = c.execute(Q.queue_of_each(len(job_ids)), list(job_ids))
+    return {str(r[0]): str(r[1]) for r in rows}
 
 
 class JobsMixin(Store):
@@ -137,6 +146,13 @@ class JobsMixin(Store):
     def job_counts(self) -> dict[tuple[str, str], int]:
         return _with_scheduled(self.db.read(Q.COUNTS, (clock.wall(),)))
 
+    def job_recount(self) -> None:
+        """Rebuild the counts by queue and state (``offload_counts``, which ``job_counts``
+        reads) from the jobs themselves: needed only after jobs were inserted, changed or
+        deleted with SQL of one's own. It reads the whole jobs table while holding the
+        write lock."""
+        self.db.write(recount)
+
     def job_finished_by_minute(self, minutes: int) -> dict[tuple[float, str], int]:
         since = rules.minutes_since(clock.wall(), rules.check_minutes(minutes))
         return rules.finished_by_minute(self.db.read(Q.FINISHED_BY_MINUTE, (since,)))
@@ -155,6 +171,7 @@ class JobsMixin(Store):
         def cancel(c: sqlite3.Connection) -> dict[str, JobState]:
             now = clock.wall()
             out: dict[str, JobState] = {}
+            tally = Tally()
             for job_id in job_ids:
                 row = c.execute(Q.STATE_AND_ATTEMPT, (job_id,)).fetchone()
                 if row is None:
@@ -163,6 +180,7 @@ class JobsMixin(Store):
                 if state is JobState.QUEUED or state is JobState.WAITING:
                     c.execute(Q.CANCEL_QUEUED, (now, job_id))
                     count_member(c, row[2], state.value, JobState.CANCELLED.value)
+                    tally.move(row[3], state.value, JobState.CANCELLED.value)
                     add_event(
                         c,
                         job_id,
@@ -185,6 +203,7 @@ class JobsMixin(Store):
                         rules.cancel_message(by, waiting=False),
                     )
                 out[job_id] = state
+            tally.flush(c)
             return out
 
         return self.db.write(cancel)
@@ -193,6 +212,7 @@ class JobsMixin(Store):
         def retry(c: sqlite3.Connection) -> list[str]:
             now = clock.wall()
             done = []
+            tally = Tally()
             for job_id in job_ids:
                 before = c.execute(Q.STATE_AND_ATTEMPT, (job_id,)).fetchone()
                 try:
@@ -201,8 +221,10 @@ class JobsMixin(Store):
                     continue  # another job with the same unique key is active
                 if row is not None:
                     count_member(c, before[2], str(before[0]), JobState.QUEUED.value)
+                    tally.move(before[3], before[0], JobState.QUEUED.value)
                     add_event(c, job_id, now, row[0], "retried", None, "requeued by hand")
                     done.append(job_id)
+            tally.flush(c)
             return done
 
         done = self.db.write(retry)
@@ -213,13 +235,16 @@ class JobsMixin(Store):
     def job_delete(self, job_ids: Sequence[str]) -> list[str]:
         def delete(c: sqlite3.Connection) -> list[str]:
             done = []
+            tally = Tally()
             for job_id in job_ids:
                 row = c.execute(Q.DELETE_JOB, (job_id,)).fetchone()
                 if row is not None:
                     count_member(c, row[1], str(row[0]), None)
+                    tally.move(row[2], row[0], None)
                     c.execute(Q.DELETE_EVENTS, (job_id,))
                     c.execute(Q.DELETE_MESSAGES, (job_id,))
                     done.append(job_id)
+            tally.flush(c)
             return done
 
         return self.db.write(delete)
@@ -233,6 +258,10 @@ class JobsMixin(Store):
             cutoff = clock.wall() - older_than
             deleted = c.execute(Q.prune_jobs(len(finished)), [*finished, cutoff]).fetchall()
             ids = [r[0] for r in deleted]
+            tally = Tally()
+            for _, queue, state in deleted:
+                tally.add(queue, state, -1)
+            tally.flush(c)
             for chunk in _chunks(ids, 500):
                 c.execute(Q.delete_events_of(len(chunk)), chunk)
                 c.execute(Q.delete_messages_of(len(chunk)), chunk)
@@ -263,7 +292,7 @@ def insert_jobs(c: sqlite3.Connection, jobs: Sequence[NewJob]) -> list[str]:
             batch_keys[j.unique_key] = j.id
         rows.append(_row(j, now))
         ids.append(j.id)
-    c.executemany(Q.INSERT_JOB, rows)
+    c.executemany(Q.INSERT_JOB, rows)  # queued: no count kept (see counts.py)
     return ids
 
 

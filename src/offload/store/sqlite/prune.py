@@ -16,6 +16,7 @@ from offload.retention import Group, PruneResult, RetentionPolicy, prune_count, 
 from offload.store.base import Store
 from offload.store.sqlite import queries as Q
 from offload.store.sqlite.connection import Database
+from offload.store.sqlite.counts import Tally
 from offload.types import JobState
 
 #: Ids per ``IN (...)`` list: under SQLite's oldest limit on bound values (999).
@@ -38,6 +39,7 @@ class PruneMixin(Store):
             cutoff_base = self.now()
             jobs: dict[JobState, int] = {}
             ids: list[str] = []
+            tally = Tally()
             for state, stored, keep in groups:
                 left = limit - len(ids)
                 if left <= 0:
@@ -49,6 +51,9 @@ class PruneMixin(Store):
                 if rows:
                     jobs[state] = jobs.get(state, 0) + len(rows)
                     ids.extend(r[0] for r in rows)
+                    for _, queue, was in rows:
+                        tally.add(queue, was, -1)
+            tally.flush(c)
             events = messages = 0
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]

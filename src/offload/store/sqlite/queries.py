@@ -160,7 +160,7 @@ RENEW = (
 #: on an earlier boot has ended (its owner died with the host); without a boot id on
 #: either side (not Linux), or where the row holds something else, by the wall clock.
 EXPIRED = (
-    "SELECT id, attempt, crashes, worker_id, cancel_requested FROM offload_jobs"
+    "SELECT id, attempt, crashes, worker_id, cancel_requested, queue FROM offload_jobs"
     " WHERE state = 'running' AND CASE"
     " WHEN :boot IS NULL OR typeof(lease_boot) <> 'text'"
     " OR typeof(lease_mono) NOT IN ('real', 'integer') THEN leased_until < :now"
@@ -242,13 +242,29 @@ JOB_MESSAGES = (
     "SELECT at, attempt, text FROM (SELECT seq, at, attempt, text FROM offload_messages"
     " WHERE job_id = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq"
 )
-#: Jobs by queue and stored state, then the scheduled ones by queue (bound: now), which
-#: job_counts moves out of queued (those come from the claim index alone). No index
-#: serves the first part: one on (queue, state) would cost every state change a write.
+# -- counts by queue and state (migration 0007, store/sqlite/counts.py) -----------------------
+#: Bound: queue, state, change.
+COUNT_ADD = (
+    "INSERT INTO offload_counts (queue, state, n) VALUES (?, ?, ?)"
+    " ON CONFLICT (queue, state) DO UPDATE SET n = n + excluded.n"
+)
+#: The kept counts as the jobs table has them (what offload_counts must equal).
+RECOUNT = (
+    "SELECT queue, state, count(*) FROM offload_jobs WHERE state <> 'queued' GROUP BY queue, state"
+)
+COUNTS_CLEAR = "DELETE FROM offload_counts"
+COUNTS_REBUILD = f"INSERT INTO offload_counts (queue, state, n) {RECOUNT}"
+#: Jobs by queue and stored state (bound: now), in one statement (one snapshot): the
+#: counts the writes keep, then the queued ones by queue and how many of them are
+#: scheduled (job_counts moves those out of queued), from one walk of the claim index,
+#: which holds the queued jobs only. ``later`` is rules.scheduled_sql among queued jobs,
+#: spelled on run_at alone: naming ``state`` there would read every row for it.
 COUNTS = (
-    "SELECT queue, state, count(*) FROM offload_jobs GROUP BY queue, state"
-    " UNION ALL SELECT queue, 'scheduled', count(*) FROM offload_jobs"
-    f" WHERE {rules.scheduled_sql('?')} GROUP BY queue"
+    "WITH waiting AS MATERIALIZED (SELECT queue, count(*) AS n, total(run_at > ?) AS later"
+    " FROM offload_jobs INDEXED BY offload_jobs_claim WHERE state = 'queued' GROUP BY queue)"
+    " SELECT queue, state, n FROM offload_counts WHERE n <> 0"
+    " UNION ALL SELECT queue, 'queued', n FROM waiting"
+    " UNION ALL SELECT queue, 'scheduled', later FROM waiting"
 )
 #: Finished jobs by minute and state since a moment (bound: the moment), read from the
 #: retention index, which holds the finished ones only (no scan of the whole table).
@@ -274,8 +290,12 @@ def queues_of(ids: int) -> str:
     return f"SELECT DISTINCT queue FROM offload_jobs WHERE id IN ({marks(ids)})"
 
 
+def jobs_stored(ids: int) -> str:
+    return f"SELECT id FROM offload_jobs WHERE id IN ({marks(ids)})"
+
+
 # -- cancel, retry, delete, prune --------------------------------------------------------------
-STATE_AND_ATTEMPT = "SELECT state, attempt, group_id FROM offload_jobs WHERE id = ?"
+STATE_AND_ATTEMPT = "SELECT state, attempt, group_id, queue FROM offload_jobs WHERE id = ?"
 CANCEL_QUEUED = (
     "UPDATE offload_jobs SET state = 'cancelled', finished_at = ?"
     " WHERE id = ? AND state IN ('queued', 'waiting')"
@@ -288,17 +308,18 @@ RETRY = (
     f" cancel_requested = 0 WHERE id = ? AND state IN {FINISHED_STATES_SQL} RETURNING attempt"
 )
 DELETE_JOB = (
-    "DELETE FROM offload_jobs WHERE id = ? AND state != 'running' RETURNING state, group_id"
+    "DELETE FROM offload_jobs WHERE id = ? AND state != 'running' RETURNING state, group_id, queue"
 )
 DELETE_EVENTS = "DELETE FROM offload_events WHERE job_id = ?"
 DELETE_MESSAGES = "DELETE FROM offload_messages WHERE job_id = ?"
 
 
 def prune_jobs(states: int) -> str:
-    """Delete finished jobs (bound: *states, cutoff); returns their ids."""
+    """Delete finished jobs (bound: *states, cutoff); returns their ids, queues and
+    states."""
     return (
         f"DELETE FROM offload_jobs WHERE state IN ({marks(states)}) AND finished_at < ?"
-        " RETURNING id"
+        " RETURNING id, queue, state"
     )
 
 
@@ -378,7 +399,7 @@ def prune_bucket(stored: bool) -> str:
     """Delete the oldest of a bucket (bound as :func:`_bucket`, then the limit)."""
     return (
         f"DELETE FROM offload_jobs WHERE id IN (SELECT id FROM offload_jobs"
-        f" WHERE {_bucket(stored)} ORDER BY finished_at LIMIT ?) RETURNING id"
+        f" WHERE {_bucket(stored)} ORDER BY finished_at LIMIT ?) RETURNING id, queue, state"
     )
 
 
@@ -452,6 +473,11 @@ def groups_of(ids: int) -> str:
     return (
         f"SELECT id, group_id FROM offload_jobs WHERE id IN ({marks(ids)}) AND group_id IS NOT NULL"
     )
+
+
+def queue_of_each(ids: int) -> str:
+    """The queue of each of ``ids`` jobs (bound: the ids)."""
+    return f"SELECT id, queue FROM offload_jobs WHERE id IN ({marks(ids)})"
 
 
 #: A member became final or final no more (bound: succeeded delta, failed delta, group):

@@ -13,7 +13,8 @@ from offload.store.base import Store
 from offload.store.sqlite import clock
 from offload.store.sqlite import queries as Q
 from offload.store.sqlite.connection import Database
-from offload.store.sqlite.jobs import add_event, count_member, groups_of
+from offload.store.sqlite.counts import Tally
+from offload.store.sqlite.jobs import add_event, count_member, groups_of, queue_of_each
 from offload.types import (
     ClaimedJob,
     ClaimRequest,
@@ -32,6 +33,19 @@ class RunsMixin(Store):
     :class:`SQLiteStore`)."""
 
     db: Database
+    #: The queue of each job this store claimed and has not yet written an outcome for,
+    #: so that counting an outcome (see counts.py) needs no lookup of the job's queue,
+    #: which never changes. A job missing here (claimed by another process, or this map
+    #: cleared when it grew past ``_REMEMBERED``) is looked up instead.
+    _claimed_queues: dict[str, str]
+
+    def _remember(self, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
+        queues = self._claimed_queues
+        if len(queues) > _REMEMBERED:
+            queues.clear()
+        for job in jobs:
+            queues[job.id] = job.queue
+        return jobs
 
     # -- claims ------------------------------------------------------------------------
     def job_claim(
@@ -50,8 +64,16 @@ class RunsMixin(Store):
             ids = list(job_ids)[:limit]
             if not ids:
                 return []
-            return self.db.write(lambda c: _claim_ids(c, worker_id, queues, tasks, lease, ids))
-        return self.db.write(lambda c: _claim_due(c, worker_id, queues, tasks, limit, lease))
+            return self._remember(
+                self.db.write(
+                    lambda c: _counted(c, _claim_ids(c, worker_id, queues, tasks, lease, ids))
+                )
+            )
+        return self._remember(
+            self.db.write(
+                lambda c: _counted(c, _claim_due(c, worker_id, queues, tasks, limit, lease))
+            )
+        )
 
     # -- leases ------------------------------------------------------------------------
     def lease_renew(
@@ -82,7 +104,8 @@ class RunsMixin(Store):
             rows = c.execute(Q.EXPIRED, expired).fetchall()
             members = groups_of(c, [r[0] for r in rows])
             out = []
-            for job_id, attempt, crashes, worker, cancel in rows:
+            tally = Tally()
+            for job_id, attempt, crashes, worker, cancel, queue in rows:
                 state = rules.rescue_state(crashes, crash_limit, bool(cancel))
                 reason = rules.rescue_reason(worker)
                 error = rules.rescue_error(reason)
@@ -93,9 +116,11 @@ class RunsMixin(Store):
                 ).rowcount  # fmt: skip
                 if rescued:
                     count_member(c, members.get(job_id), JobState.RUNNING.value, state.value)
+                    tally.move(queue, JobState.RUNNING.value, state.value)
                 message = rules.rescue_message(state, reason)
                 add_event(c, job_id, now, attempt, rules.rescue_kind(state), worker, message)
                 out.append(Rescued(job_id, attempt, state))
+            tally.flush(c)
             return out
 
         return self.db.write(rescue)
@@ -111,7 +136,15 @@ class RunsMixin(Store):
     ) -> list[bool]:
         if not (outcomes or progress or messages or saves):
             return []
-        return self.db.write(lambda c: _record(c, outcomes, progress, messages, saves))
+
+        def record(c: sqlite3.Connection) -> list[bool]:
+            tally = Tally()
+            known = self._claimed_queues
+            accepted = _record(c, outcomes, progress, messages, saves, tally, known)
+            tally.flush(c)
+            return accepted
+
+        return self.db.write(record)
 
     def job_write_and_claim(
         self,
@@ -123,13 +156,19 @@ class RunsMixin(Store):
         saves: Sequence[SaveValue] = (),
     ) -> tuple[list[bool], list[ClaimedJob]]:
         def both(c: sqlite3.Connection) -> tuple[list[bool], list[ClaimedJob]]:
-            accepted = _record(c, outcomes, progress, messages, saves)
+            tally = Tally()
+            known = self._claimed_queues
+            accepted = _record(c, outcomes, progress, messages, saves, tally, known)
             jobs = _claim_due(
                 c, claim.worker_id, claim.queues, claim.tasks, claim.limit, claim.lease
             )
+            for job in jobs:
+                tally.add(job.queue, JobState.RUNNING.value)
+            tally.flush(c)
             return accepted, jobs
 
-        return self.db.write(both)
+        accepted, jobs = self.db.write(both)
+        return accepted, self._remember(jobs)
 
 
 def _claim_due(
@@ -190,6 +229,9 @@ def _due_bound(
     return bound
 
 
+#: Claimed jobs' queues a store remembers at most (see ``RunsMixin._claimed_queues``).
+_REMEMBERED = 100_000
+
 #: Picks a claim makes at most when limited jobs fill its batch with keys already full.
 _LIMIT_ROUNDS = 4
 
@@ -242,6 +284,15 @@ def _claim_limited(
     return [ClaimedJob(*r[:12]) for r in rows]
 
 
+def _counted(c: sqlite3.Connection, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
+    """``jobs``, just claimed on ``c``, counted as running (queued ones are not kept)."""
+    tally = Tally()
+    for job in jobs:
+        tally.add(job.queue, JobState.RUNNING.value)
+    tally.flush(c)
+    return jobs
+
+
 def _claim_set(worker_id: str, now: float, lease: float) -> list[Any]:
     """The values a claim sets (see ``queries._CLAIM_SET``): the lease ends ``lease``
     seconds from now on the wall clock and on this boot's monotonic clock."""
@@ -254,8 +305,12 @@ def _record(
     progress: Sequence[ProgressUpdate],
     messages: Sequence[MessageAdd],
     saves: Sequence[SaveValue],
+    tally: Tally,
+    known: dict[str, str],
 ) -> list[bool]:
-    """The writes of :meth:`Store.job_write`, inside the caller's write transaction."""
+    """The writes of :meth:`Store.job_write`, inside the caller's write transaction
+    (the outcomes' moves noted on ``tally``; ``known``: the queues of jobs claimed by
+    this store, taken out as their outcomes are written)."""
     now = clock.wall()
     if progress:
         c.executemany(
@@ -272,13 +327,29 @@ def _record(
         text = rules.merged_saved(row[0], s.key, s.value) if row is not None else None
         if text is not None:
             c.execute(Q.SET_SAVED, (text, s.job_id))
+    if not outcomes:
+        return []
+    queues = {o.job_id: known.pop(o.job_id) for o in outcomes if o.job_id in known}
+    missing = [o.job_id for o in outcomes if o.job_id not in queues]
+    if missing:
+        queues.update(queue_of_each(c, missing))
     members = groups_of(c, [o.job_id for o in outcomes])
-    return [_finish(c, o, now, members.get(o.job_id)) for o in outcomes]
+    return [
+        _finish(c, o, now, queues.get(o.job_id), members.get(o.job_id), tally) for o in outcomes
+    ]
 
 
-def _finish(c: sqlite3.Connection, o: Outcome, now: float, group_id: str | None) -> bool:
-    """One outcome: the fenced transition and its event (``refused`` if stale), counted in
-    the job's group (``group_id``: the open group it is a member of, if any)."""
+def _finish(
+    c: sqlite3.Connection,
+    o: Outcome,
+    now: float,
+    queue: str | None,
+    group_id: str | None,
+    tally: Tally,
+) -> bool:
+    """One outcome: the fenced transition and its event (``refused`` if stale), counted
+    on the job's queue (None: the job is not stored) and in its group (``group_id``: the
+    open group it is a member of, if any)."""
     errors, crashes = rules.outcome_errors(o), rules.outcome_crashes(o)
     if o.state is JobState.QUEUED:
         row = c.execute(
@@ -289,6 +360,7 @@ def _finish(c: sqlite3.Connection, o: Outcome, now: float, group_id: str | None)
         if row is None:
             return _refused(c, o, now)
         count_member(c, group_id, "running", row[0])
+        tally.move(queue, JobState.RUNNING.value, row[0])
         if row[0] == JobState.CANCELLED.value:  # its cancel was requested: not requeued
             kind, message = rules.CANCELLED, rules.outcome_not_retried(o)
         else:
@@ -301,6 +373,7 @@ def _finish(c: sqlite3.Connection, o: Outcome, now: float, group_id: str | None)
     )
     if cur.rowcount == 1:
         count_member(c, group_id, "running", o.state.value)
+        tally.move(queue, JobState.RUNNING.value, o.state.value)
         add_event(c, o.job_id, now, o.attempt, rules.outcome_kind(o), o.worker_id, o.reason)
         return True
     return _refused(c, o, now)

@@ -32,6 +32,7 @@ class SQLiteStore(SchedulesMixin, GroupsMixin, JobsMixin, RunsMixin, ProcessesMi
         self.location = f"sqlite:///{self.path}"
         self.db = Database(settings, self.path)
         self._waker = WakeSender(wake_dir(self.path))
+        self._claimed_queues = {}
 
     # -- lifecycle ---------------------------------------------------------------------
     def migrate(self) -> int:

@@ -33,7 +33,7 @@ class Cached:
     """The last reading of the store, shared by every overview request of the process
     while it is fresh: at least :data:`FRESH_FOR` seconds, and ten times as long as it
     took to read, so open tabs never keep the store busy counting more than a tenth of
-    the time (counting a million SQLite jobs takes a second or more)."""
+    the time (counting a million PostgreSQL jobs takes about half a second)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
