@@ -23,7 +23,7 @@ import sys
 import time
 import warnings
 
-from bench.metrics import add_processes, fill_postgres, fill_sqlite
+from bench.metrics import Fill, add_processes, add_store_options, chosen_stores, with_filled_app
 from offload import Offload
 from offload.types import JobFilter, JobState
 
@@ -51,7 +51,7 @@ def _id(i: int) -> str:
     return f"{i // 1000:08x}-0000-7000-8000-{i:012x}"
 
 
-def measure(app: Offload, jobs: int, requests: int, fill: object) -> dict[str, list[float]]:
+def measure(app: Offload, jobs: int, requests: int, fill: Fill) -> dict[str, list[float]]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the test client's own deprecation notice
         from starlette.testclient import TestClient
@@ -59,7 +59,7 @@ def measure(app: Offload, jobs: int, requests: int, fill: object) -> dict[str, l
     from offload.web import create_app
 
     app.migrate()
-    fill(app, jobs, app.store.now())  # type: ignore[operator]
+    fill(app, jobs, app.store.now())
     add_processes(app)
     client = TestClient(create_app(app, metrics=False), base_url="http://localhost")
     out: dict[str, list[float]] = {}
@@ -89,27 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=10)
-    parser.add_argument("--stores", default="sqlite,postgres")
-    parser.add_argument("--postgres-url", help="a server to make databases on (default: "
-                        "a throwaway one started here)")  # fmt: skip
+    add_store_options(parser)
     args = parser.parse_args(argv)
     if args.jobs < 1000 or args.requests < 1:
         parser.error("--jobs must be at least 1000 and --requests positive")
-    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
-    if not stores or set(stores) - {"sqlite", "postgres"}:
-        parser.error("--stores: a comma-separated list of sqlite, postgres")
-    from bench.run import postgres_urls, sqlite_urls
-
     print(f"{'store':<10} {'page':<28} {'median ms':>10} {'max ms':>10}")
-    for name in stores:
-        urls = sqlite_urls() if name == "sqlite" else postgres_urls(args.postgres_url)
-        fill = fill_sqlite if name == "sqlite" else fill_postgres
-        with urls as fresh:
-            app = Offload(fresh())
-            try:
-                results = measure(app, args.jobs, args.requests, fill)
-            finally:
-                app.close()
+    for name in chosen_stores(parser, args.stores):
+        results = with_filled_app(
+            name, args.postgres_url, lambda app, fill: measure(app, args.jobs, args.requests, fill)
+        )
         for page, times in results.items():
             median, worst = 1000 * statistics.median(times), 1000 * max(times)
             print(f"{name:<10} {page:<28} {median:>10.1f} {worst:>10.1f}")

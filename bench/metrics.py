@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from offload import Offload
 from offload.ids import uuid7
@@ -103,9 +104,12 @@ def add_processes(app: Offload) -> None:
     app.store.process_heartbeat(rows)
 
 
-def measure(
-    app: Offload, jobs: int, scrapes: int, fill: Callable[[Offload, int, float], None]
-) -> dict[str, float]:
+#: Fills a store with jobs: fill(app, jobs, now).
+Fill = Callable[[Offload, int, float], None]
+T = TypeVar("T")
+
+
+def measure(app: Offload, jobs: int, scrapes: int, fill: Fill) -> dict[str, float]:
     from prometheus_client import generate_latest
 
     from offload.web.metrics import registry_for
@@ -131,31 +135,47 @@ def measure(
             "max_ms": 1000 * max(times), "bytes": float(len(text))}  # fmt: skip
 
 
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """``--stores`` and ``--postgres-url``, as the big-store benchmarks take them."""
+    parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument("--postgres-url", help="a server to make databases on (default: "
+                        "a throwaway one started here)")  # fmt: skip
+
+
+def chosen_stores(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    stores = [s.strip() for s in text.split(",") if s.strip()]
+    if not stores or set(stores) - {"sqlite", "postgres"}:
+        parser.error("--stores: a comma-separated list of sqlite, postgres")
+    return stores
+
+
+def with_filled_app(name: str, postgres_url: str | None, run: Callable[[Offload, Fill], T]) -> T:
+    """``run`` on an app over a fresh store of backend ``name``, with its fill function."""
+    from bench.run import postgres_urls, sqlite_urls
+
+    urls = sqlite_urls() if name == "sqlite" else postgres_urls(postgres_url)
+    fill = fill_sqlite if name == "sqlite" else fill_postgres
+    with urls as fresh:
+        app = Offload(fresh())
+        try:
+            return run(app, fill)
+        finally:
+            app.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--scrapes", type=int, default=10)
-    parser.add_argument("--stores", default="sqlite,postgres")
-    parser.add_argument("--postgres-url", help="a server to make databases on (default: "
-                        "a throwaway one started here)")  # fmt: skip
+    add_store_options(parser)
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.scrapes < 1:
         parser.error("--jobs and --scrapes must be positive")
-    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
-    if not stores or set(stores) - {"sqlite", "postgres"}:
-        parser.error("--stores: a comma-separated list of sqlite, postgres")
-    from bench.run import postgres_urls, sqlite_urls
-
     results = []
-    for name in stores:
-        urls = sqlite_urls() if name == "sqlite" else postgres_urls(args.postgres_url)
-        fill = fill_sqlite if name == "sqlite" else fill_postgres
-        with urls as fresh:
-            app = Offload(fresh())
-            try:
-                result = measure(app, args.jobs, args.scrapes, fill)
-            finally:
-                app.close()
+    for name in chosen_stores(parser, args.stores):
+        result = with_filled_app(
+            name, args.postgres_url, lambda app, fill: measure(app, args.jobs, args.scrapes, fill)
+        )
         results.append((name, result))
         met = "met" if result["median_ms"] < TARGET_MS else "MISSED"
         print(

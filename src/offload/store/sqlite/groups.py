@@ -11,7 +11,7 @@ from offload.store import rules
 from offload.store.sqlite import clock
 from offload.store.sqlite import queries as Q
 from offload.store.sqlite.counts import Tally
-from offload.store.sqlite.jobs import JobsMixin
+from offload.store.sqlite.jobs import JobsMixin, queue_of_each
 from offload.types import GroupRow, GroupState, JobState, NewGroup, NewJob
 
 
@@ -65,7 +65,7 @@ class GroupsMixin(JobsMixin):
                 for j in jobs
             ]  # fmt: skip
             if state == JobState.WAITING.value:  # counted (queued ones are not kept)
-                stored = _stored(c, [j.id for j in jobs])  # skipped: added before
+                stored = set(queue_of_each(c, [j.id for j in jobs]))  # skipped: added before
                 tally = Tally()
                 for j in jobs:
                     if j.id not in stored:
@@ -119,12 +119,3 @@ class GroupsMixin(JobsMixin):
         if row is None:
             raise rules.group_missing(group_id)
         return rules.group_row(row, self.path)
-
-
-def _stored(c: sqlite3.Connection, job_ids: Sequence[str]) -> set[str]:
-    """Those of ``job_ids`` that are stored already."""
-    found: set[str] = set()
-    for start in range(0, len(job_ids), 500):
-        chunk = job_ids[start : start + 500]
-        found.update(r[0] for r in c.execute(Q.jobs_stored(len(chunk)), chunk))
-    return found

@@ -68,11 +68,11 @@ def groups_of(c: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, str]:
 
 
 def queue_of_each(c: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, str]:
-    """The queue of each of these jobs that is stored."""
-    if not job_ids:
-        return {}
-    rows = c.execute(Q.queue_of_each(len(job_ids)), list(job_ids))
-    return {str(r[0]): str(r[1]) for r in rows}
+    """The queue of each of these jobs that is stored (those not stored left out)."""
+    found: dict[str, str] = {}
+    for chunk in _chunks(list(job_ids), 500):
+        found.update((str(r[0]), str(r[1])) for r in c.execute(Q.queue_of_each(len(chunk)), chunk))
+    return found
 
 
 class JobsMixin(Store):

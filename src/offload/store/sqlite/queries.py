@@ -290,10 +290,6 @@ def queues_of(ids: int) -> str:
     return f"SELECT DISTINCT queue FROM offload_jobs WHERE id IN ({marks(ids)})"
 
 
-def jobs_stored(ids: int) -> str:
-    return f"SELECT id FROM offload_jobs WHERE id IN ({marks(ids)})"
-
-
 # -- cancel, retry, delete, prune --------------------------------------------------------------
 STATE_AND_ATTEMPT = "SELECT state, attempt, group_id, queue FROM offload_jobs WHERE id = ?"
 CANCEL_QUEUED = (

@@ -162,8 +162,7 @@ class RunsMixin(Store):
             jobs = _claim_due(
                 c, claim.worker_id, claim.queues, claim.tasks, claim.limit, claim.lease
             )
-            for job in jobs:
-                tally.add(job.queue, JobState.RUNNING.value)
+            _note_claimed(tally, jobs)
             tally.flush(c)
             return accepted, jobs
 
@@ -284,11 +283,16 @@ def _claim_limited(
     return [ClaimedJob(*r[:12]) for r in rows]
 
 
-def _counted(c: sqlite3.Connection, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
-    """``jobs``, just claimed on ``c``, counted as running (queued ones are not kept)."""
-    tally = Tally()
+def _note_claimed(tally: Tally, jobs: list[ClaimedJob]) -> None:
+    """Count ``jobs``, just claimed, as running (queued ones are not kept)."""
     for job in jobs:
         tally.add(job.queue, JobState.RUNNING.value)
+
+
+def _counted(c: sqlite3.Connection, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
+    """``jobs``, just claimed on ``c``, counted (see ``_note_claimed``)."""
+    tally = Tally()
+    _note_claimed(tally, jobs)
     tally.flush(c)
     return jobs
 

@@ -8,11 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from offload.store.rules import GONE_AFTER_BEATS
-from offload.types import ProcessInfo
-from offload.views import service_list, stopped_long_ago
+from offload.views import service_list
 from offload.web.dashboard.core import Dashboard
-from offload.web.dashboard.processes import STOPPED_SHOWN
+from offload.web.dashboard.processes import listed_rows
 from offload.web.security import Role
 
 
@@ -20,15 +18,7 @@ def routes(d: Dashboard) -> list[Route]:
     app = d.app
 
     async def services(request: Request, role: Role) -> Response:
-        show_all = request.query_params.get("all") == "1"
-
-        def read() -> tuple[float, list[ProcessInfo]]:
-            rows = app.store.process_list(gone_after=GONE_AFTER_BEATS * app.settings.heartbeat)
-            return app.store.now(), rows
-
-        now, rows = await d.store(read)
-        if not show_all:
-            rows = [p for p in rows if not stopped_long_ago(p, now, STOPPED_SHOWN)]
+        now, rows, show_all = await listed_rows(d, request)
         listed = service_list(rows, app.services, now)
         return d.render(
             request, role, "services.html", current="services", services=listed,
