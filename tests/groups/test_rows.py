@@ -10,7 +10,7 @@ import pytest
 
 from offload import Offload
 from offload.errors import StoreError
-from offload.store.rules import group_row
+from offload.store.group_rules import group_row
 from offload.types import GroupState
 
 GOOD = ("g1", "name", 1.0, 1, 1, 0, None, 0, 3, 2, 1, 5.0, "cb", "c1")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from offload.store import rules
+from offload.store import group_rules
 from offload.store.postgres import queries as Q
 from offload.store.postgres.core import PostgresCore
 from offload.store.postgres.jobs import job_arrays
@@ -25,7 +25,7 @@ class GroupsMixin(PostgresCore):
             if group.after is not None:
                 previous = c.execute(self.q(Q.GROUP_PREVIOUS), (group.after,)).fetchone()
                 if previous is None:
-                    raise rules.group_missing(group.after, " (named as the stage before)")
+                    raise group_rules.group_missing(group.after, " (named as the stage before)")
                 started, stopped = bool(previous[0]), bool(previous[0] and previous[1])
             cb = group.callback
             c.execute(
@@ -46,15 +46,15 @@ class GroupsMixin(PostgresCore):
         return self._run(create)
 
     def group_add(self, group_id: str, jobs: Sequence[NewJob]) -> list[str]:
-        rules.check_members(group_id, jobs)
+        group_rules.check_members(group_id, jobs)
 
         def add(c: Conn) -> list[str]:
             row = self._group(c, group_id, Q.LOCK_GROUP)
             if row.completed_at is not None:
-                raise rules.group_closed(row)
+                raise group_rules.group_closed(row)
             if not jobs:
                 return []
-            state = rules.member_state(row.state is not GroupState.WAITING)
+            state = group_rules.member_state(row.state is not GroupState.WAITING)
             inserted = c.execute(
                 self.q(Q.INSERT_MEMBERS),
                 [state, group_id, *job_arrays(jobs)],
@@ -76,14 +76,14 @@ class GroupsMixin(PostgresCore):
 
     def group_get(self, group_id: str) -> GroupRow | None:
         rows = self._read(Q.GET_GROUP, (group_id,))
-        return rules.group_row(rows[0], self._where) if rows else None
+        return group_rules.group_row(rows[0], self._where) if rows else None
 
     def group_list(self, *, limit: int = 50, before_id: str | None = None) -> list[GroupRow]:
         if before_id is None:
             rows = self._read(Q.LIST_GROUPS, (limit,))
         else:
             rows = self._read(Q.LIST_GROUPS_BEFORE, (before_id, limit))
-        return [rules.group_row(r, self._where) for r in rows]
+        return [group_rules.group_row(r, self._where) for r in rows]
 
     def group_of_job(self, job_id: str) -> str | None:
         rows = self._read(Q.GROUP_OF_JOB, (job_id,))
@@ -93,5 +93,5 @@ class GroupsMixin(PostgresCore):
     def _group(self, c: Conn, group_id: str, query: str) -> GroupRow:
         row = c.execute(self.q(query), (group_id,)).fetchone()
         if row is None:
-            raise rules.group_missing(group_id)
-        return rules.group_row(row, self._where)
+            raise group_rules.group_missing(group_id)
+        return group_rules.group_row(row, self._where)

@@ -15,7 +15,7 @@ from typing import Any
 
 from psycopg import sql
 
-from offload.store import rules
+from offload.store import group_rules, rules
 from offload.store.rules import ACTIVE_STATES_SQL, CLAIM_COLUMNS, FINISHED_STATES_SQL
 from offload.types import TERMINAL_STATES, JobState, Outcome
 
@@ -562,7 +562,7 @@ PRUNE_FIRES = (
     " AND later.fire_at > f.fire_at)"
 )
 # -- groups (counters and completion: triggers of migration 0005) -------------------------------
-GROUP_COLUMNS = rules.GROUP_COLUMNS
+GROUP_COLUMNS = group_rules.GROUP_COLUMNS
 INSERT_GROUP = (
     "INSERT INTO {groups} (id, name, created_at, started, after_id, stop_on_failure,"
     " callback_id, callback_task, callback_queue, callback_priority, callback_max_attempts,"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from offload.store import rules
+from offload.store import group_rules
 from offload.store.sqlite import clock
 from offload.store.sqlite import queries as Q
 from offload.store.sqlite.counts import Tally
@@ -25,7 +25,7 @@ class GroupsMixin(JobsMixin):
             if group.after is not None:
                 previous = c.execute(Q.GROUP_PREVIOUS, (group.after,)).fetchone()
                 if previous is None:
-                    raise rules.group_missing(group.after, " (named as the stage before)")
+                    raise group_rules.group_missing(group.after, " (named as the stage before)")
                 started, stopped = bool(previous[0]), bool(previous[0] and previous[1])
             cb = group.callback
             c.execute(
@@ -46,7 +46,7 @@ class GroupsMixin(JobsMixin):
         return self.db.write(create)
 
     def group_add(self, group_id: str, jobs: Sequence[NewJob]) -> list[str]:
-        rules.check_members(group_id, jobs)
+        group_rules.check_members(group_id, jobs)
         if not jobs:
             self._group_open(group_id)
             return []
@@ -55,8 +55,8 @@ class GroupsMixin(JobsMixin):
         def add(c: sqlite3.Connection) -> list[str]:
             row = self._group(c, group_id)
             if row.completed_at is not None:
-                raise rules.group_closed(row)
-            state = rules.member_state(row.state is not GroupState.WAITING)
+                raise group_rules.group_closed(row)
+            state = group_rules.member_state(row.state is not GroupState.WAITING)
             now = clock.wall()
             rows = [
                 (j.id, j.task, j.queue, state, j.priority, j.args, j.kwargs, j.max_attempts,
@@ -93,14 +93,14 @@ class GroupsMixin(JobsMixin):
 
     def group_get(self, group_id: str) -> GroupRow | None:
         rows = self.db.read(Q.GET_GROUP, (group_id,))
-        return rules.group_row(rows[0], self.path) if rows else None
+        return group_rules.group_row(rows[0], self.path) if rows else None
 
     def group_list(self, *, limit: int = 50, before_id: str | None = None) -> list[GroupRow]:
         if before_id is None:
             rows = self.db.read(Q.LIST_GROUPS, (limit,))
         else:
             rows = self.db.read(Q.LIST_GROUPS_BEFORE, (before_id, limit))
-        return [rules.group_row(r, self.path) for r in rows]
+        return [group_rules.group_row(r, self.path) for r in rows]
 
     def group_of_job(self, job_id: str) -> str | None:
         rows = self.db.read(Q.GROUP_OF_JOB, (job_id,))
@@ -110,12 +110,12 @@ class GroupsMixin(JobsMixin):
     def _group_open(self, group_id: str) -> None:
         row = self.group_get(group_id)
         if row is None:
-            raise rules.group_missing(group_id)
+            raise group_rules.group_missing(group_id)
         if row.completed_at is not None:
-            raise rules.group_closed(row)
+            raise group_rules.group_closed(row)
 
     def _group(self, c: sqlite3.Connection, group_id: str) -> GroupRow:
         row = c.execute(Q.GET_GROUP, (group_id,)).fetchone()
         if row is None:
-            raise rules.group_missing(group_id)
-        return rules.group_row(row, self.path)
+            raise group_rules.group_missing(group_id)
+        return group_rules.group_row(row, self.path)

@@ -5,7 +5,7 @@ stores share (column lists, derived states, filters) come from ``store/rules.py`
 
 from __future__ import annotations
 
-from offload.store import rules
+from offload.store import group_rules, rules
 from offload.store.rules import ACTIVE_STATES_SQL, CLAIM_COLUMNS, FINISHED_STATES_SQL, JOB_COLUMNS
 
 
@@ -428,7 +428,7 @@ PRUNE_FIRES = (
     " AND later.fire_at > offload_schedule_fires.fire_at)"
 )
 # -- groups (counters and completion: triggers of migration 0005) -------------------------------
-GROUP_COLUMNS = rules.GROUP_COLUMNS
+GROUP_COLUMNS = group_rules.GROUP_COLUMNS
 #: Bound by name: the columns of a new group (started and stopped decided by the caller).
 INSERT_GROUP = (
     "INSERT INTO offload_groups (id, name, created_at, started, after_id, stop_on_failure,"
