@@ -435,3 +435,20 @@ def test_the_connection_diagnosis_honours_the_urls_connect_timeout() -> None:
     finally:
         store.close()
         silent.close()
+
+
+def test_the_store_reads_committed_whatever_the_database_default(postgres_url: str) -> None:
+    # A stricter default would give a limited claim an old snapshot of what runs under its
+    # key, and a fold of the kept counts a serialization error.
+    dbname = postgres_url.rpartition("/")[2]
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {dbname} SET default_transaction_isolation = 'serializable'")
+        assert conn.execute("SHOW transaction_isolation").fetchone() == ("read committed",)
+    store = PostgresStore(store_settings(postgres_url))
+    try:
+        got = store.db.run(lambda c: c.execute("SHOW transaction_isolation").fetchone())
+        assert got == ("read committed",)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:  # a new session: the default
+            assert conn.execute("SHOW transaction_isolation").fetchone() == ("serializable",)
+    finally:
+        store.close()

@@ -64,10 +64,9 @@ class Database:
         for key, value in (("keepalives", 1), ("keepalives_idle", 30)):
             if key not in params:
                 self.connect_kwargs[key] = value
-        limits = server_options(settings.statement_timeout)
-        if limits:
-            # Appended to the url's own ``options`` so they are kept (the last -c wins).
-            self.connect_kwargs["options"] = f"{params.get('options', '')} {limits}".strip()
+        # Appended to the url's own ``options`` so they are kept (the last -c wins).
+        options = server_options(settings.statement_timeout)
+        self.connect_kwargs["options"] = f"{params.get('options', '')} {options}".strip()
         #: How long the diagnosis of a failing pool waits: the url's connect_timeout if
         #: it has one, else 2 s.
         self.diagnose_timeout: Any = params.get("connect_timeout", 2)
@@ -281,12 +280,19 @@ class Database:
         return StoreError(f"{self.where}: {text}")
 
 
+#: The store's statements are written for read committed (a fresh snapshot per statement:
+#: a limited claim counts running jobs after taking its key's lock, a trigger folds kept
+#: counts), whatever the server's or the role's default_transaction_isolation says.
+ISOLATION = "-c default_transaction_isolation=read\\ committed"
+
+
 def server_options(statement_timeout: float) -> str:
-    """libpq ``options`` that bound every statement and lock wait; "" for no limit."""
+    """libpq ``options`` for the store's connections: read committed, and bounds on every
+    statement and lock wait unless ``statement_timeout`` is 0 or infinite."""
     if not 0 < statement_timeout < math.inf:
-        return ""
+        return ISOLATION
     ms = max(1, round(statement_timeout * 1000))
-    return f"-c statement_timeout={ms} -c lock_timeout={ms}"
+    return f"{ISOLATION} -c statement_timeout={ms} -c lock_timeout={ms}"
 
 
 def first_line(exc: BaseException) -> str:
