@@ -21,7 +21,7 @@ from offload.store import open_store
 from offload.store.migrate import latest_version
 from offload.store.postgres import ListenWaiter, PostgresStore
 from offload.testing import wait_for
-from offload.types import JobFilter, JobState, NewJob
+from offload.types import JobFilter, JobState, NewJob, Outcome
 from tests.fixtures.postgres import PostgresServer, store_settings
 
 
@@ -435,6 +435,175 @@ def test_the_connection_diagnosis_honours_the_urls_connect_timeout() -> None:
     finally:
         store.close()
         silent.close()
+
+
+# -- kept counts (migration 0007) -------------------------------------------------------------
+# Every test on postgres_url ends with the fixture's check that the counts job_counts reads
+# equal a GROUP BY over the jobs; these test what that check cannot see.
+def _changes(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM offload.count_changes").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_sql_of_ones_own_is_counted(pg: PostgresStore, postgres_url: str) -> None:
+    pg.job_insert_many([job(), job(), job(queue="mail")])
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("UPDATE offload.jobs SET state = 'failed' WHERE queue = 'mail'")
+        conn.execute(
+            "UPDATE offload.jobs SET queue = 'moved', state = 'succeeded'"
+            " WHERE id IN (SELECT id FROM offload.jobs WHERE queue = 'default' LIMIT 1)"
+        )
+        conn.execute("INSERT INTO offload.jobs (id, task, queue, state, args, kwargs, created_at,"
+                     " run_at) VALUES ('x', 't', 'mail', 'running', '[]', '{}', 0, 0)")  # fmt: skip
+    assert pg.job_counts() == {
+        ("default", "queued"): 1,
+        ("moved", "succeeded"): 1,
+        ("mail", "failed"): 1,
+        ("mail", "running"): 1,
+    }
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("DELETE FROM offload.jobs WHERE queue = 'mail'")
+    assert pg.job_counts() == {("default", "queued"): 1, ("moved", "succeeded"): 1}
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("TRUNCATE offload.jobs")
+    assert pg.job_counts() == {}
+
+
+def test_changes_fold_into_the_counts(pg: PostgresStore, postgres_url: str) -> None:
+    # Given 880 statements that changed counts (each folding with a chance of 1 in 50).
+    for _ in range(80):
+        pg.job_insert_many([job(queue=q) for q in ("a", "b") for _ in range(5)])
+        claimed = pg.job_claim(worker_id="w", queues=["a", "b"], tasks=["t"], limit=10, lease=5)
+        for c in claimed:
+            pg.job_write(outcomes=[Outcome(c.id, c.attempt, JobState.SUCCEEDED, "1")])
+    # Then some folded into counts (empty at first)...
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*), sum(n) FROM offload.counts").fetchone()
+    assert row is not None and row[0] > 0 and row[1] > 0
+    assert _changes(postgres_url) < 80 * 22  # the rows those statements appended
+    # ...and a fold by hand leaves no change, and the same counts.
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("SELECT offload.counts_fold(true)")
+    assert _changes(postgres_url) == 0
+    assert pg.job_counts() == {("a", "succeeded"): 400, ("b", "succeeded"): 400}
+
+
+def test_a_writer_never_waits_for_a_fold(pg: PostgresStore, postgres_url: str) -> None:
+    pg.job_insert_many([job() for _ in range(160)])
+    # Given a transaction that folded and holds the fold's lock (and its counts rows).
+    with psycopg.connect(postgres_url) as holder:
+        holder.execute("UPDATE offload.jobs SET state = 'failed' WHERE id IN"
+                       " (SELECT id FROM offload.jobs LIMIT 1)")  # fmt: skip
+        assert holder.execute("SELECT offload.counts_fold(true)").fetchone() == (True,)
+        # When other writers move jobs meanwhile (300 statements, each trying to fold
+        # with a chance of 1 in 50), with a statement timeout that turns a wait into an
+        # error.
+        quick = PostgresStore(store_settings(postgres_url, statement_timeout=2.0))
+        try:
+            for _ in range(150):
+                (c,) = quick.job_claim(worker_id="w", queues=["default"], tasks=["t"],
+                                       limit=1, lease=5)  # fmt: skip
+                quick.job_write(outcomes=[Outcome(c.id, c.attempt, JobState.SUCCEEDED, "1")])
+        finally:
+            quick.close()
+        # Then none waited, and a reader sees what they did, not what the holder did.
+        assert pg.job_counts() == {("default", "queued"): 10, ("default", "succeeded"): 150}
+    assert pg.job_counts() == {
+        ("default", "queued"): 9, ("default", "succeeded"): 150, ("default", "failed"): 1,
+    }  # fmt: skip
+
+
+def _move_jobs(url: str, worker: str, rounds: int) -> int:
+    store = PostgresStore(store_settings(url))
+    moved = 0
+    try:
+        for _ in range(rounds):
+            store.job_insert_many([job(queue=q) for q in ("a", "b", "c")])
+            got = store.job_claim(worker_id=worker, queues=["a", "b", "c"], tasks=["t"],
+                                  limit=3, lease=5)  # fmt: skip
+            states = [JobState.SUCCEEDED, JobState.FAILED, JobState.QUEUED]
+            store.job_write(
+                outcomes=[Outcome(c.id, c.attempt, states[i % 3], "1") for i, c in enumerate(got)]
+            )
+            moved += len(got)
+    finally:
+        store.close()
+    return moved
+
+
+def test_processes_moving_jobs_at_once_keep_the_counts_exact(
+    pg: PostgresStore, postgres_url: str
+) -> None:
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        moved = pool.starmap(_move_jobs, [(postgres_url, f"w{i}", 150) for i in range(4)])
+    assert sum(moved) > 0
+    counts = pg.job_counts()
+    assert sum(counts.values()) == 4 * 150 * 3
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        kept = conn.execute("SELECT sum(n) FROM offload.counts").fetchone()
+    assert kept is not None and kept[0] and int(kept[0]) > 0  # folds happened
+    # (the fixture then checks each count against the jobs)
+
+
+@pytest.mark.counts_unchecked
+def test_job_recount_rebuilds_counts_of_writes_made_with_triggers_off(
+    pg: PostgresStore, postgres_url: str
+) -> None:
+    pg.job_insert_many([job(), job(queue="mail")])
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("SET session_replication_role = replica")  # no triggers fire
+        conn.execute("UPDATE offload.jobs SET state = 'failed' WHERE queue = 'mail'")
+    assert pg.job_counts() == {("default", "queued"): 1}
+
+    pg.job_recount()
+
+    assert pg.job_counts() == {("default", "queued"): 1, ("mail", "failed"): 1}
+    assert _changes(postgres_url) == 0
+
+
+def test_upgrading_a_store_counts_the_jobs_it_holds(postgres_server: PostgresServer) -> None:
+    from offload.store.migrate import migrations
+
+    # Given a database at schema version 6 (before the kept counts) holding jobs.
+    name = f"offload_v6_{os.getpid()}"
+    postgres_server.admin(f"CREATE DATABASE {name}")
+    url = postgres_server.url(name)
+    try:
+        with psycopg.connect(url) as conn:
+            conn.execute("CREATE SCHEMA offload")
+            conn.execute("SET search_path TO offload")
+            conn.execute(
+                "CREATE TABLE schema_version (version integer PRIMARY KEY,"
+                " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            for migration in migrations("postgres"):
+                if migration.version <= 6:
+                    conn.execute(migration.sql.encode())
+                    conn.execute("INSERT INTO schema_version (version, name) VALUES (%s, %s)",
+                                 (migration.version, migration.name))  # fmt: skip
+            conn.execute(
+                "INSERT INTO jobs (id, task, queue, state, args, kwargs, created_at, run_at)"
+                " SELECT 'j' || i, 't', CASE WHEN i < 4 THEN 'mail' ELSE 'default' END,"
+                " CASE WHEN i < 3 THEN 'succeeded' WHEN i = 3 THEN 'failed' ELSE 'queued' END,"
+                " '[]', '{}', 0, 0 FROM generate_series(0, 4) AS i"
+            )
+        # When this offload opens it.
+        store = PostgresStore(store_settings(url))
+        try:
+            counts = store.job_counts()
+            (c,) = store.job_claim(worker_id="w", queues=["default"], tasks=["t"], limit=1,
+                                   lease=5)  # fmt: skip
+            store.job_write(outcomes=[Outcome(c.id, c.attempt, JobState.FAILED, error="{}")])
+            after = store.job_counts()
+        finally:
+            store.close()
+        # Then the counts it keeps start from the jobs already there.
+        assert counts == {("mail", "succeeded"): 3, ("mail", "failed"): 1, ("default", "queued"): 1}
+        assert after == {("mail", "succeeded"): 3, ("mail", "failed"): 1, ("default", "failed"): 1}
+    finally:
+        postgres_server.admin(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def test_the_store_reads_committed_whatever_the_database_default(postgres_url: str) -> None:

@@ -355,15 +355,14 @@ def delete(app: Offload, job_ids: tuple[str, ...]) -> None:
 @click.option(
     "--recount",
     is_flag=True,
-    help="First rebuild the counts a SQLite store keeps from its jobs (needed only after "
-    "jobs were written with SQL of one's own; reads every job).",
+    help="First rebuild the counts the store keeps from its jobs (needed only after jobs "
+    "were written in a way the store does not count; reads every job).",
 )
 @handle_errors
 def counts(app: Offload, as_json: bool, recount: bool) -> None:
     """Number of jobs per queue and state."""
-    rebuild = getattr(app.store, "job_recount", None)
-    if recount and rebuild is not None:  # PostgreSQL counts its jobs at every read
-        rebuild()
+    if recount:
+        app.store.job_recount()
     by_queue: dict[str, dict[str, int]] = {}
     for (queue, state), n in sorted(app.store.job_counts().items()):
         by_queue.setdefault(queue, {})[state] = n

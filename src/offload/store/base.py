@@ -199,6 +199,12 @@ class Store(abc.ABC):
         """Number of jobs by ``(queue, state)``."""
 
     @abc.abstractmethod
+    def job_recount(self) -> None:
+        """Rebuild the counts by queue and state that the store keeps for
+        :meth:`job_counts` from the jobs themselves (reads every job). Needed only after
+        jobs were written in a way the store does not count (see each store)."""
+
+    @abc.abstractmethod
     def job_finished_by_minute(self, minutes: int) -> dict[tuple[float, str], int]:
         """Jobs that finished in the last ``minutes`` whole minutes (the current one
         included, on the store's clock), by ``(start of their minute, state)``: what a

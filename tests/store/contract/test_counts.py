@@ -168,3 +168,15 @@ def test_queue_latency_looks_at_every_priority(store: Store) -> None:
     add(store, 1, queue="mail", priority=9, run_at=now + 600)  # scheduled
     latency = store.queue_latency(["mail"])
     assert 90.0 <= latency["mail"] < 90.0 + 60.0
+
+
+def test_job_recount_keeps_counts_that_were_right(store: Store) -> None:
+    _finish(store, "mail", JobState.SUCCEEDED, 3)
+    _finish(store, "media", JobState.FAILED, 1)
+    add(store, 2, queue="mail")
+    add(store, 1, queue="mail", run_at=store.now() + 600)
+    before = store.job_counts()
+
+    store.job_recount()
+
+    assert store.job_counts() == before == _truth(store)

@@ -145,6 +145,20 @@ class JobsMixin(PostgresCore):
                 counts[queue, "queued"] = counts.get((queue, "queued"), 0) - int(n)
         return {key: n for key, n in counts.items() if n > 0}
 
+    def job_recount(self) -> None:
+        """Rebuild the counts by queue and state that ``job_counts`` reads (migration
+        0007) from the jobs themselves. The triggers count every statement, SQL of one's
+        own included, so this is needed only after writes made with triggers off
+        (``session_replication_role = replica``). Writers wait while it reads the whole
+        jobs table; readers do not."""
+
+        def recount(c: Conn) -> None:
+            c.execute(Q.COUNTS_LOCK, (self.schema,))
+            for statement in Q.RECOUNT:
+                c.execute(self.q(statement))
+
+        self._run(recount)
+
     def job_finished_by_minute(self, minutes: int) -> dict[tuple[float, str], int]:
         rows = self._read(Q.FINISHED_BY_MINUTE, (rules.check_minutes(minutes) - 1,))
         return rules.finished_by_minute(rows)

@@ -24,7 +24,7 @@ NOW = "date_part('epoch', now())"
 
 TABLES = (
     "jobs", "events", "messages", "processes", "locks", "keys", "schedule_fires", "groups",
-    "schema_version",
+    "counts", "count_changes", "schema_version",
 )  # fmt: skip
 
 
@@ -396,13 +396,29 @@ JOB_MESSAGES = (
     "SELECT at, attempt, text FROM (SELECT seq, at, attempt, text FROM {messages}"
     " WHERE job_id = %s ORDER BY seq DESC LIMIT %s) m ORDER BY seq"
 )
-#: Jobs by queue and stored state, then the scheduled ones by queue, which job_counts
-#: moves out of queued. No index serves the first part: one on (queue, state) would
-#: cost every state change a write (measured: PostgreSQL processing fell by a third).
+#: Jobs by queue and state, in one statement (one snapshot): the kept counts (their rows
+#: in counts plus those in count_changes, migration 0007), then the queued ones by queue
+#: and how many of them are scheduled (job_counts moves those out of queued), from one
+#: walk of the claim index, which holds the queued jobs only.
 COUNTS = (
-    "SELECT queue, state, count(*) FROM {jobs} GROUP BY queue, state"
-    " UNION ALL SELECT queue, 'scheduled', count(*) FROM {jobs}"
-    f" WHERE {rules.scheduled_sql('{now}')} GROUP BY queue"
+    "WITH waiting AS MATERIALIZED (SELECT queue, count(*) AS n,"
+    " count(*) FILTER (WHERE run_at > {now}) AS later FROM {jobs}"
+    " WHERE state = 'queued' GROUP BY queue)"
+    " SELECT queue, state, sum(n) FROM (SELECT queue, state, n FROM {counts}"
+    " UNION ALL SELECT queue, state, n FROM {count_changes}) kept GROUP BY queue, state"
+    " UNION ALL SELECT queue, 'queued', n FROM waiting"
+    " UNION ALL SELECT queue, 'scheduled', later FROM waiting"
+)
+#: The lock the triggers take to fold count_changes into counts (bound: the schema).
+COUNTS_LOCK = "SELECT pg_advisory_xact_lock(1868983408, hashtext(%s))"
+#: The kept counts rebuilt from the jobs (job_recount), after COUNTS_LOCK, with the
+#: jobs locked against writes (reads go on), so no change is counted twice or missed.
+RECOUNT = (
+    "LOCK TABLE {jobs} IN SHARE MODE",
+    "DELETE FROM {count_changes}",
+    "DELETE FROM {counts}",
+    "INSERT INTO {counts} (queue, state, n) SELECT queue, state, count(*) FROM {jobs}"
+    " WHERE state <> 'queued' GROUP BY queue, state",
 )
 #: Finished jobs by minute and state over the last minutes (bound: minutes - 1), on the
 #: server's clock, from the index on finished_at.
