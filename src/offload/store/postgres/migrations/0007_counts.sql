@@ -58,6 +58,9 @@ CREATE FUNCTION count_changed() RETURNS trigger
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
+        IF NOT EXISTS (SELECT FROM new_rows WHERE state <> 'queued') THEN
+            RETURN NULL;  -- the usual enqueue: queued jobs only, nothing to count
+        END IF;
         INSERT INTO count_changes (queue, state, n)
         SELECT queue, state, count(*) FROM new_rows WHERE state <> 'queued'
         GROUP BY queue, state;
