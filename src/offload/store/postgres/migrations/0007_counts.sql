@@ -9,7 +9,7 @@
 -- shared row (every worker on every machine would wait on the others for it): it appends
 -- the statement's net change per (queue, state) to count_changes, which takes no row
 -- lock. A count is its row in counts plus its rows in count_changes, read in one
--- snapshot. Now and then (one statement in FOLD_EVERY, by chance) a trigger folds
+-- snapshot. Now and then (about one statement in 50, by chance) a trigger folds
 -- count_changes into counts, under a transaction-scoped advisory lock it only tries for,
 -- so it never waits: a writer that finds another folding goes on without.
 -- PostgresStore.job_recount() rebuilds both tables from the jobs.
