@@ -21,6 +21,7 @@ SPREAD = 5.0  # seconds the requests are spread over
 TASK = 1.0  # seconds each job takes
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_200_requests_adding_1s_tasks_to_4_threads_all_succeed(web: Web) -> None:
     server = web.serve("starlette-uvicorn", after_response_threads=4, after_response_backlog=8)

@@ -27,6 +27,7 @@ def _batch_counts(h: FaultHarness) -> dict[str, int]:
     return {str(m): int(n) for m, n in rows}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_bulk_enqueue_killed_at_random_points_is_all_or_nothing(faults: FaultHarness) -> None:
     h = faults
