@@ -14,40 +14,11 @@ from offload.errors import (
     StoreError,
 )
 from offload.types import (
-    TERMINAL_STATES,
     GroupRow,
     GroupState,
     JobState,
     NewJob,
 )
-
-# -- columns ---------------------------------------------------------------------------------
-
-#: Columns that build a ClaimedJob, in field order (both backends select these).
-CLAIM_COLUMNS = (
-    "id, task, queue, args, kwargs, attempt, max_attempts, errors, crashes, timeout, options,"
-    " priority"
-)
-
-#: Stored columns of a JobRow, in field order (:func:`job_row` builds the row from them).
-JOB_COLUMNS = (
-    "id, task, queue, state, priority, args, kwargs, attempt, max_attempts, errors, crashes,"
-    " created_at, run_at, started_at, finished_at, leased_until, worker_id, timeout, options,"
-    " unique_key, progress_current, progress_total, progress_message, result, error, saved,"
-    " cancel_requested, limit_key, limit_max"
-)
-
-#: Stored columns of a ProcessInfo, in field order (``status`` is computed on read).
-PROCESS_COLUMNS = (
-    "id, kind, host, pid, parent_id, queues, started_at, heartbeat_at, stopped_at, served,"
-    " failed, current_job, rss, peak_rss, info"
-)
-
-#: The states of an unfinished job, as an SQL list: a unique key is held by these only
-#: (the same list as the unique index of both migrations).
-ACTIVE_STATES_SQL = "('queued', 'running')"
-#: The terminal states, as an SQL list.
-FINISHED_STATES_SQL = "(" + ", ".join(f"'{s}'" for s in TERMINAL_STATES) + ")"
 
 # -- groups ------------------------------------------------------------------------------------
 # Counters and completion live in each backend's migration 0005 (triggers), so that every
