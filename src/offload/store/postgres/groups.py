@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from offload.store import group_rules
+from offload.store.postgres import group_queries as G
 from offload.store.postgres import queries as Q
 from offload.store.postgres.core import PostgresCore
 from offload.store.postgres.jobs import job_arrays
@@ -23,13 +24,13 @@ class GroupsMixin(PostgresCore):
         def create(c: Conn) -> GroupRow:
             started, stopped = True, False
             if group.after is not None:
-                previous = c.execute(self.q(Q.GROUP_PREVIOUS), (group.after,)).fetchone()
+                previous = c.execute(self.q(G.GROUP_PREVIOUS), (group.after,)).fetchone()
                 if previous is None:
                     raise group_rules.group_missing(group.after, " (named as the stage before)")
                 started, stopped = bool(previous[0]), bool(previous[0] and previous[1])
             cb = group.callback
             c.execute(
-                self.q(Q.INSERT_GROUP),
+                self.q(G.INSERT_GROUP),
                 {"id": group.id, "name": group.name, "started": started, "after": group.after,
                  "stop_on_failure": group.stop_on_failure,
                  "callback_id": group.callback_id if cb is not None else None,
@@ -40,8 +41,8 @@ class GroupsMixin(PostgresCore):
                  "options": cb.options if cb else None},
             )  # fmt: skip
             if stopped:
-                c.execute(self.q(Q.STOP_GROUP), (group.id,))
-            return self._group(c, group.id, Q.GET_GROUP)
+                c.execute(self.q(G.STOP_GROUP), (group.id,))
+            return self._group(c, group.id, G.GET_GROUP)
 
         return self._run(create)
 
@@ -49,17 +50,17 @@ class GroupsMixin(PostgresCore):
         group_rules.check_members(group_id, jobs)
 
         def add(c: Conn) -> list[str]:
-            row = self._group(c, group_id, Q.LOCK_GROUP)
+            row = self._group(c, group_id, G.LOCK_GROUP)
             if row.completed_at is not None:
                 raise group_rules.group_closed(row)
             if not jobs:
                 return []
             state = group_rules.member_state(row.state is not GroupState.WAITING)
             inserted = c.execute(
-                self.q(Q.INSERT_MEMBERS),
+                self.q(G.INSERT_MEMBERS),
                 [state, group_id, *job_arrays(jobs)],
             ).fetchall()
-            c.execute(self.q(Q.GROW_GROUP), (len(inserted), group_id))
+            c.execute(self.q(G.GROW_GROUP), (len(inserted), group_id))
             if state == "queued":
                 self._notify(c, payload(j.queue for j in jobs))
             return [j.id for j in jobs]
@@ -68,25 +69,25 @@ class GroupsMixin(PostgresCore):
 
     def group_seal(self, group_id: str) -> GroupRow:
         def seal(c: Conn) -> GroupRow:
-            self._group(c, group_id, Q.LOCK_GROUP)
-            c.execute(self.q(Q.SEAL_GROUP), (group_id,))
-            return self._group(c, group_id, Q.GET_GROUP)
+            self._group(c, group_id, G.LOCK_GROUP)
+            c.execute(self.q(G.SEAL_GROUP), (group_id,))
+            return self._group(c, group_id, G.GET_GROUP)
 
         return self._run(seal)
 
     def group_get(self, group_id: str) -> GroupRow | None:
-        rows = self._read(Q.GET_GROUP, (group_id,))
+        rows = self._read(G.GET_GROUP, (group_id,))
         return group_rules.group_row(rows[0], self._where) if rows else None
 
     def group_list(self, *, limit: int = 50, before_id: str | None = None) -> list[GroupRow]:
         if before_id is None:
-            rows = self._read(Q.LIST_GROUPS, (limit,))
+            rows = self._read(G.LIST_GROUPS, (limit,))
         else:
-            rows = self._read(Q.LIST_GROUPS_BEFORE, (before_id, limit))
+            rows = self._read(G.LIST_GROUPS_BEFORE, (before_id, limit))
         return [group_rules.group_row(r, self._where) for r in rows]
 
     def group_of_job(self, job_id: str) -> str | None:
-        rows = self._read(Q.GROUP_OF_JOB, (job_id,))
+        rows = self._read(G.GROUP_OF_JOB, (job_id,))
         value = rows[0][0] if rows else None
         return value if isinstance(value, str) else None
 

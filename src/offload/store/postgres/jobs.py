@@ -243,7 +243,8 @@ class JobsMixin(PostgresCore):
 
 
 def job_arrays(jobs: Sequence[NewJob]) -> list[list[Any]]:
-    """The arrays ``Q.INSERT_PLAIN`` and ``Q.INSERT_MEMBERS`` unnest, one per column."""
+    """The arrays ``queries.INSERT_PLAIN`` and ``group_queries.INSERT_MEMBERS`` unnest, one per
+    column."""
     return [
         [j.id for j in jobs], [j.task for j in jobs], [j.queue for j in jobs],
         [j.priority for j in jobs], [j.args for j in jobs], [j.kwargs for j in jobs],
