@@ -212,6 +212,18 @@ def minutes_since(now: float, minutes: int) -> float:
     return (now // 60) * 60 - (minutes - 1) * 60
 
 
+def with_scheduled(rows: Sequence[Any]) -> dict[tuple[str, str], int]:
+    """``job_counts`` from the rows of a counts statement (queue, state, n): summed by
+    ``(queue, state)``, with the scheduled ones (rows of state ``scheduled``) taken out
+    of ``queued``; states with no job left out."""
+    counts: dict[tuple[str, str], int] = {}
+    for queue, state, n in rows:
+        counts[queue, state] = counts.get((queue, state), 0) + int(n)
+        if state == "scheduled":
+            counts[queue, "queued"] = counts.get((queue, "queued"), 0) - int(n)
+    return {key: n for key, n in counts.items() if n > 0}
+
+
 def finished_by_minute(rows: Iterable[Sequence[Any]]) -> dict[tuple[float, str], int]:
     """``(minute start, state, count)`` rows as a dict; what is not a finished state or a
     count (a row written by hand) is left out."""

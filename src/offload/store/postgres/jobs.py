@@ -138,12 +138,7 @@ class JobsMixin(PostgresCore):
         return [JobMessage(*r) for r in self._read(Q.JOB_MESSAGES, (job_id, limit))]
 
     def job_counts(self) -> dict[tuple[str, str], int]:
-        counts: dict[tuple[str, str], int] = {}
-        for queue, state, n in self._read(Q.COUNTS):  # scheduled ones come out of queued
-            counts[queue, state] = counts.get((queue, state), 0) + int(n)
-            if state == "scheduled":
-                counts[queue, "queued"] = counts.get((queue, "queued"), 0) - int(n)
-        return {key: n for key, n in counts.items() if n > 0}
+        return rules.with_scheduled(self._read(Q.COUNTS))
 
     def job_recount(self) -> None:
         """Rebuild the counts by queue and state that ``job_counts`` reads (migration

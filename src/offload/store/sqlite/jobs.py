@@ -144,7 +144,7 @@ class JobsMixin(Store):
         return [JobMessage(*r) for r in self.db.read(Q.JOB_MESSAGES, (job_id, limit))]
 
     def job_counts(self) -> dict[tuple[str, str], int]:
-        return _with_scheduled(self.db.read(Q.COUNTS, (clock.wall(),)))
+        return rules.with_scheduled(self.db.read(Q.COUNTS, (clock.wall(),)))
 
     def job_recount(self) -> None:
         """Rebuild the counts by queue and state (``offload_counts``, which ``job_counts``
@@ -335,17 +335,6 @@ def _insert_keyed(c: sqlite3.Connection, j: NewJob, now: float) -> str:
     until = None if j.debounce is not None else now + float(j.unique_for or 0.0)
     c.execute(Q.KEY_SET, (key, j.id, until))
     return j.id
-
-
-def _with_scheduled(rows: Sequence[Any]) -> dict[tuple[str, str], int]:
-    """Counts by ``(queue, stored state)``, with the scheduled ones (rows of state
-    ``scheduled``) taken out of ``queued``; states with no job left out."""
-    counts: dict[tuple[str, str], int] = {}
-    for queue, state, n in rows:
-        counts[queue, state] = counts.get((queue, state), 0) + int(n)
-        if state == "scheduled":
-            counts[queue, "queued"] = counts.get((queue, "queued"), 0) - int(n)
-    return {key: n for key, n in counts.items() if n > 0}
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
